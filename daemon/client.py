@@ -1,0 +1,119 @@
+"""A small synchronous client for the CLI, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from daemon import PROTOCOL_VERSION
+from daemon.errors import DaemonUnavailable, from_rpc
+from daemon.paths import Paths
+
+Notify = Callable[[str, dict[str, Any]], None]
+
+
+class Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self._ids = itertools.count(1)
+        self.server: dict[str, Any] = {}
+
+    @classmethod
+    def connect(cls, path: os.PathLike[str] | str, name: str = "hearth-cli") -> Client:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(os.fspath(path))
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnavailable(f"no Hearth daemon answers on {path} ({exc.strerror})") from exc
+        client = cls(sock)
+        client.server = client.call("hello", {"client": name, "protocol": PROTOCOL_VERSION})
+        return client
+
+    def send(self, method: str, params: dict[str, Any] | None = None) -> int:
+        rid = next(self._ids)
+        msg = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        return rid
+
+    def cancel(self, rid: int) -> None:
+        """Ask the daemon to stop request ``rid`` (a notification: no reply to wait for)."""
+        msg = {"jsonrpc": "2.0", "method": "cancel", "params": {"id": rid}}
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+
+    def wait(self, rid: int, on_notify: Notify | None = None) -> Any:
+        """Read until the response to ``rid``; hand its notifications to ``on_notify``."""
+        while True:
+            line = self.reader.readline()
+            if not line:
+                raise DaemonUnavailable("the daemon closed the connection")
+            msg = json.loads(line)
+            if "method" in msg:
+                if on_notify and msg.get("params", {}).get("id") == rid:
+                    on_notify(msg["method"], msg["params"])
+                continue
+            if msg.get("id") != rid:
+                continue
+            if "error" in msg:
+                raise from_rpc(msg["error"])
+            return msg["result"]
+
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, on_notify: Notify | None = None
+    ) -> Any:
+        return self.wait(self.send(method, params), on_notify)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_daemon(paths: Paths, timeout: float = 30.0) -> None:
+    """Start `hearth daemon` in the background and wait until it answers."""
+    paths.ensure()
+    with open(paths.logs / "daemon.out", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "daemon"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DaemonUnavailable(
+                f"the daemon exited at start (status {proc.returncode}); "
+                f"see {paths.logs / 'daemon.out'}"
+            )
+        try:
+            Client.connect(paths.socket).close()
+            return
+        except DaemonUnavailable:
+            time.sleep(0.05)
+    raise DaemonUnavailable(f"the daemon did not answer within {timeout:.0f}s")
+
+
+def connect(paths: Paths, autostart: bool = True, name: str = "hearth-cli") -> Client:
+    """Connect to the daemon, starting one when none answers."""
+    try:
+        return Client.connect(paths.socket, name)
+    except DaemonUnavailable:
+        if not autostart:
+            raise
+    # Another client may start one at the same moment; then ours exits and we connect to theirs.
+    with contextlib.suppress(DaemonUnavailable):
+        start_daemon(paths)
+    return Client.connect(paths.socket, name)

@@ -1,0 +1,136 @@
+"""Where audit records and the latest checkpoint are kept, behind two tiny interfaces.
+
+The log only needs "append these bytes durably" and "give me every record back", so it
+can move into the encrypted vault later without touching the chain logic. The latest
+checkpoint lives *elsewhere* (keychain, vault; a separate file for now): cutting the
+end off the log then leaves a checkpoint vouching for entries that are gone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+
+class RecordStore(Protocol):
+    def append(self, record: bytes) -> None:
+        """Store one record durably before returning; raise (and store nothing) on failure."""
+
+    def records(self) -> Iterator[bytes]:
+        """Every complete record, oldest first."""
+
+    def discard_torn_tail(self) -> int:
+        """Drop an unfinished last record left by a crash; return how many bytes went."""
+
+    def close(self) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> bytes | None: ...
+
+    def save(self, checkpoint: bytes) -> None: ...
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a file's creation or rename durable (the directory entry is data too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileRecordStore:
+    """One record per line in a 0600 file, each append written whole and fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            created = not self.path.exists()
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            self._fd = os.open(self.path, flags, 0o600)
+            if created:
+                _fsync_dir(self.path.parent)
+        return self._fd
+
+    def append(self, record: bytes) -> None:
+        if b"\n" in record:
+            raise ValueError("an audit record may not contain a newline")
+        fd = self._open()
+        size = os.fstat(fd).st_size
+        data = record + b"\n"
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        except OSError:
+            # Disk full or I/O error: cut the half-written record off so the next
+            # append does not glue onto it.
+            os.ftruncate(fd, size)
+            raise
+
+    def records(self) -> Iterator[bytes]:
+        try:
+            with open(self.path, "rb") as file:
+                for line in file:
+                    if not line.endswith(b"\n"):
+                        return  # torn tail: still being written, or left by a crash
+                    yield line[:-1]
+        except FileNotFoundError:
+            return
+
+    def discard_torn_tail(self) -> int:
+        try:
+            with open(self.path, "rb+") as file:
+                end = pos = file.seek(0, os.SEEK_END)
+                keep = 0
+                while pos > 0:  # scan back from the end for the last newline
+                    step = min(pos, 1 << 16)
+                    pos -= step
+                    file.seek(pos)
+                    newline = file.read(step).rfind(b"\n")
+                    if newline >= 0:
+                        keep = pos + newline + 1
+                        break
+                if keep < end:
+                    file.truncate(keep)
+                    os.fsync(file.fileno())
+                return end - keep
+        except FileNotFoundError:
+            return 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class FileCheckpointStore:
+    """The latest checkpoint in its own small file, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save(self, checkpoint: bytes) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, checkpoint)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)

@@ -1,0 +1,57 @@
+"""The one interface every engine implements (llama.cpp, MLX).
+
+A backend lives inside a runner subprocess, never in the daemon. It turns prompt
+tokens into a stream of generated tokens; the runner around it owns chat templates,
+stop strings, max tokens and cancellation, so every engine behaves the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    text: str  # decoded text of this token; "" while a multi-byte character is incomplete
+
+
+class Backend(Protocol):
+    name: str
+
+    def context_length(self) -> int: ...
+
+    def chat_template(self) -> str | None:
+        """The model's Jinja chat template, if it ships one."""
+        ...
+
+    def special_tokens(self) -> dict[str, str]:
+        """bos_token / eos_token strings, for rendering the chat template."""
+        ...
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of an already-templated prompt (special tokens parsed, no extra BOS)."""
+        ...
+
+    def generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Token]:
+        """Yield tokens until end-of-generation; the caller stops iterating to stop early.
+
+        Reuses the KV cache of the longest prefix shared with the previous prompt.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+class BackendFactory(Protocol):
+    def __call__(self, path: Path, *, n_ctx: int) -> Backend: ...

@@ -1,0 +1,80 @@
+"""The llama.cpp engine, over llama-cpp-python. Runs inside a runner process only."""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from daemon.engine.backend import Sampling, Token
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+
+    def __init__(self, path: Path, *, n_ctx: int) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        threads = max(1, (os.cpu_count() or 2))
+        self.llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+        self.last_reused_tokens = 0
+
+    def context_length(self) -> int:
+        return int(self.llm.n_ctx())
+
+    def chat_template(self) -> str | None:
+        return self.llm.metadata.get("tokenizer.chat_template")
+
+    def special_tokens(self) -> dict[str, str]:
+        model = self.llm._model
+        return {
+            "bos_token": model.token_get_text(model.token_bos()),
+            "eos_token": model.token_get_text(model.token_eos()),
+        }
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Token]:
+        self.last_reused_tokens = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], prompt)
+        if sampling.seed is not None:
+            self.llm.set_seed(sampling.seed)
+        vocab = self.llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        greedy = sampling.temperature <= 0
+        stream = self.llm.generate(
+            prompt,
+            temp=0.0 if greedy else sampling.temperature,
+            top_k=1 if greedy else 40,
+            top_p=1.0 if greedy else sampling.top_p,
+            min_p=0.0 if greedy else 0.05,
+            repeat_penalty=1.0,
+        )
+        try:
+            for tok in stream:
+                if self._lib.llama_vocab_is_eog(vocab, tok):
+                    return
+                piece = self.llm._model.detokenize([tok], special=False)
+                yield Token(int(tok), decoder.decode(piece))
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _common_prefix(a: object, b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):  # type: ignore[call-overload]
+        if int(x) != y:
+            break
+        n += 1
+    return n

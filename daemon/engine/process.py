@@ -1,0 +1,109 @@
+"""The daemon's handle on one runner subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from daemon.errors import ContextTooLong, EngineUnavailable, HearthError, RunnerFailed
+
+READY_TIMEOUT = 180.0
+_ERRORS: dict[str, type[HearthError]] = {
+    "context_too_long": ContextTooLong,
+    "runner_failed": RunnerFailed,
+}
+
+
+class RunnerProcess:
+    """Starts the runner, sends it one request at a time and relays its events."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, engine: str, ready: dict[str, Any]):
+        self.proc = proc
+        self.engine = engine
+        self.context_length = int(ready.get("context_length", 0))
+        self._next_rid = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    async def start(cls, engine: str, model: Path, n_ctx: int, log: IO[bytes]) -> RunnerProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon.engine.runner", engine, str(model), "--n-ctx", str(n_ctx),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+            limit=1 << 24, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            raise EngineUnavailable(
+                f"the {engine} runner did not start in {READY_TIMEOUT:.0f}s"
+            ) from None
+        if not line:
+            code = await proc.wait()
+            raise EngineUnavailable(
+                f"the {engine} engine could not load {model.name} (runner exit status {code}); "
+                "see the daemon log for details",
+                engine=engine,
+            )
+        return cls(proc, engine, json.loads(line))
+
+    async def generate(self, job: dict[str, Any], on_delta: Callable[[str], None]) -> Any:
+        """Run one request. Returns the runner's result; raises a typed error."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._next_rid += 1
+        rid = self._next_rid
+        self._current = rid
+        self._send({"op": "generate", "rid": rid, **job})
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                code = await self.proc.wait()
+                how = f"signal {-code}" if code < 0 else f"exit status {code}"
+                raise RunnerFailed(
+                    f"the model process stopped unexpectedly ({how}); "
+                    "the next request starts a new one",
+                    exit=code,
+                )
+            event = json.loads(line)
+            if event.get("rid") != rid:
+                continue
+            kind = event["event"]
+            if kind == "delta":
+                on_delta(event["text"])
+            elif kind == "done":
+                return event["result"]
+            elif kind == "error":
+                raise _ERRORS.get(event.get("kind", ""), RunnerFailed)(event["message"])
+
+    def cancel(self) -> None:
+        self._send({"op": "cancel", "rid": self._next_rid})
+
+    def _send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        if self.proc.returncode is None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.returncode is not None:
+            return
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()  # the runner exits when its stdin closes
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()

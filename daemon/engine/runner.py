@@ -1,0 +1,178 @@
+"""The runner: a subprocess that owns one loaded model and generates for the daemon.
+
+The daemon never loads a model itself, so an engine crash or a malformed model
+cannot take it down. The runner speaks JSON lines: commands on stdin, events on the
+original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt them).
+
+    in:  {"op": "generate", "rid": 7, "messages": [...], "max_tokens": 128, "stop": [...],
+          "temperature": 0.7, "top_p": 0.95, "seed": null}
+         {"op": "cancel", "rid": 7}
+    out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123}
+         {"event": "delta", "rid": 7, "text": "Hel"}
+         {"event": "done", "rid": 7, "result": {...}}
+         {"event": "error", "rid": 7, "kind": "context_too_long", "message": "..."}
+
+One request runs at a time; a cancel is read by a thread while tokens are produced,
+so generation stops within one token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from queue import Queue
+from typing import IO, Any
+
+from daemon.engine.backend import Backend, Sampling
+from daemon.engine.prompt import render
+from daemon.engine.stops import StopScanner
+
+
+def load_backend(engine: str, path: Path, n_ctx: int) -> Backend:
+    if engine == "llamacpp":
+        from daemon.engine.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(path, n_ctx=n_ctx)
+    if engine == "mlx":
+        from daemon.engine import mlx
+
+        return mlx.load(path, n_ctx=n_ctx)  # type: ignore[no-any-return]
+    raise ValueError(f"unknown engine {engine!r}")
+
+
+class Runner:
+    def __init__(self, backend: Backend, out: IO[str]) -> None:
+        self.backend = backend
+        self.out = out
+        self.cancelled: set[int] = set()
+        self.lock = threading.Lock()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+    def generate(self, cmd: dict[str, Any]) -> None:
+        rid = int(cmd["rid"])
+        start = time.perf_counter()
+        prompt_text = render(
+            self.backend.chat_template(), cmd["messages"], self.backend.special_tokens()
+        )
+        prompt = self.backend.tokenize(prompt_text)
+        n_ctx = self.backend.context_length()
+        if len(prompt) >= n_ctx:
+            self.emit(
+                {
+                    "event": "error",
+                    "rid": rid,
+                    "kind": "context_too_long",
+                    "message": f"the prompt is {len(prompt)} tokens; this model "
+                    f"takes at most {n_ctx - 1}. Shorten it or start a new conversation.",
+                }
+            )
+            return
+        max_tokens = min(int(cmd.get("max_tokens") or n_ctx), n_ctx - len(prompt))
+        sampling = Sampling(
+            temperature=float(cmd.get("temperature", 0.7)),
+            top_p=float(cmd.get("top_p", 0.95)),
+            seed=cmd.get("seed"),
+        )
+        scanner = StopScanner(cmd.get("stop") or [])
+        finish, count, first = "stop", 0, None
+        for token in self.backend.generate(prompt, sampling):
+            if first is None:
+                first = time.perf_counter()
+            count += 1
+            text, hit = scanner.feed(token.text)
+            if text:
+                self.emit({"event": "delta", "rid": rid, "text": text})
+            if hit:
+                break
+            if rid in self.cancelled:
+                finish = "cancelled"
+                break
+            if count >= max_tokens:
+                finish = "length"
+                break
+        tail = scanner.flush() if finish != "stop" or not scanner.hit else ""
+        if tail:
+            self.emit({"event": "delta", "rid": rid, "text": tail})
+        end = time.perf_counter()
+        first = first or end
+        self.cancelled.discard(rid)
+        self.emit(
+            {
+                "event": "done",
+                "rid": rid,
+                "result": {
+                    "text": scanner.text,
+                    "finish_reason": finish,
+                    "tokens": {"prompt": len(prompt), "completion": count},
+                    "timings": {
+                        "ttft_ms": round((first - start) * 1000, 2),
+                        "tokens_per_s": round((count - 1) / (end - first), 2)
+                        if count > 1 and end > first
+                        else 0.0,
+                        "total_ms": round((end - start) * 1000, 2),
+                    },
+                    "cached_tokens": int(getattr(self.backend, "last_reused_tokens", 0)),
+                },
+            }
+        )
+
+
+def _read_commands(runner: Runner, jobs: Queue[dict[str, Any] | None]) -> None:
+    for line in sys.stdin:
+        try:
+            cmd = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if cmd.get("op") == "cancel":
+            runner.cancelled.add(int(cmd["rid"]))
+        else:
+            jobs.put(cmd)
+    jobs.put(None)  # the daemon closed our stdin: exit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Hearth model runner (started by the daemon)")
+    parser.add_argument("engine")
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--n-ctx", type=int, default=4096)
+    args = parser.parse_args(argv)
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # anything printed by an engine goes to the log, not the protocol
+    from daemon.engine.sandbox import confine_runner
+
+    confine_runner()
+    backend = load_backend(args.engine, args.model, args.n_ctx)
+    runner = Runner(backend, out)
+    runner.emit(
+        {
+            "event": "ready",
+            "engine": backend.name,
+            "context_length": backend.context_length(),
+            "pid": os.getpid(),
+        }
+    )
+    jobs: Queue[dict[str, Any] | None] = Queue()
+    threading.Thread(target=_read_commands, args=(runner, jobs), daemon=True).start()
+    while (cmd := jobs.get()) is not None:
+        try:
+            runner.generate(cmd)
+        except Exception as exc:  # report, keep serving: one bad request is not a crash
+            runner.emit(
+                {"event": "error", "rid": cmd.get("rid"), "kind": "runner_failed",
+                 "message": f"{type(exc).__name__}: {exc}"}
+            )  # fmt: skip
+    backend.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""`hearth daemon`: claim the socket, build the services, serve until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+from typing import IO
+
+from daemon.app import App
+from daemon.config import Config
+from daemon.engine.registry import Registry
+from daemon.engine.scheduler import Scheduler
+from daemon.methods import all_methods
+from daemon.paths import Paths
+from daemon.server import Server
+
+log = logging.getLogger("hearth")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+def claim_socket(path: Path) -> IO[str]:
+    """Take the daemon lock and clear the way for our socket.
+
+    The lock (flock, released by the kernel when we die) is what makes us the one
+    daemon; a socket file without a live lock holder is stale and is replaced.
+    """
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    lock = os.fdopen(fd, "r+")  # held for our lifetime; the kernel drops the flock if we die
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StartupError(f"a Hearth daemon is already running on {path}") from None
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return lock
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISSOCK(st.st_mode):
+        lock.close()
+        raise StartupError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        os.unlink(path)  # stale: its daemon is gone
+    else:
+        lock.close()
+        raise StartupError(f"another process answers on {path}; refusing to take it over")
+    finally:
+        probe.close()
+    return lock
+
+
+def setup_logging(paths: Paths, verbose: bool) -> None:
+    handler = logging.FileHandler(paths.logs / "daemon.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+async def serve(paths: Paths, config: Config) -> None:
+    with open(paths.logs / "runner.log", "ab") as runner_log:
+        scheduler = Scheduler(
+            keep_alive=config.keep_alive,
+            queue_size=config.queue_size,
+            n_ctx=config.n_ctx,
+            log_file=runner_log,
+        )
+        registry = Registry(paths.models, config.default_model)
+        app = App(paths, config, registry, scheduler, runner_log)
+        server = Server(app, all_methods())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start(paths.socket)
+        log.info("serving on %s (pid %d)", paths.socket, os.getpid())
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            await server.close()
+            await scheduler.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(paths.socket)
+
+
+def run(paths: Paths, config: Config, verbose: bool = False) -> None:
+    paths.ensure()
+    lock = claim_socket(paths.socket)
+    try:
+        setup_logging(paths, verbose)
+        asyncio.run(serve(paths, config))
+    finally:
+        lock.close()

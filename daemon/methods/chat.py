@@ -1,0 +1,73 @@
+"""chat and rewrite: both stream deltas, then return the whole answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import Cancelled, InvalidParams
+from daemon.methods import params as p
+from daemon.presets import RewriteCleaner, presets, rewrite_messages
+from daemon.rpc import Call, Register
+
+
+async def generate(
+    call: Call, params: dict[str, Any], messages: list[dict[str, str]], event: str,
+    cleaner: RewriteCleaner | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Queue a generation and stream its deltas as `event` notifications."""
+    app = call.app
+    job_params = {"messages": messages, **p.generation_options(params)}
+    model = app.registry.resolve(p.optional_str(params, "model"))
+    engine = app.engine_for(model, p.engine(params))
+
+    def on_delta(text: str) -> None:
+        if cleaner is not None:
+            text = cleaner.feed(text)
+        if text:
+            call.notify(event, {"id": call.id, "text": text})
+
+    if call.cancelled:
+        raise Cancelled("cancelled before it started")
+    job = await app.scheduler.submit(
+        model.name, engine, Path(model.path), call.client, job_params, on_delta
+    )
+    call.on_cancel.append(lambda: app.scheduler.cancel(job))
+    result: dict[str, Any] = await job.future
+    if cleaner is not None:
+        rest = cleaner.feed("", final=True)
+        if rest:
+            call.notify(event, {"id": call.id, "text": rest})
+        result["text"] = cleaner.text
+    return {**result, "model": model.name, "engine": engine}
+
+
+async def chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    return await generate(call, params, p.messages(params), "chat.delta")
+
+
+async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    text = p.required_str(params, "text")
+    name = p.required_str(params, "preset")
+    available = presets(call.app.config.presets)
+    if name not in available:
+        raise InvalidParams(
+            f"unknown preset {name!r}; available: {', '.join(available)}", field="preset"
+        )
+    messages = rewrite_messages(available[name], text)
+    params = {**params, "options": {"temperature": 0.2, **(params.get("options") or {})}}
+    return await generate(call, params, messages, "rewrite.delta", RewriteCleaner())
+
+
+async def presets_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "presets": [
+            {"name": k, "instruction": v} for k, v in presets(call.app.config.presets).items()
+        ]
+    }
+
+
+def register(add: Register) -> None:
+    add("chat", chat)
+    add("rewrite", rewrite)
+    add("rewrite.presets", presets_list)

@@ -1,0 +1,63 @@
+"""models.list / load / unload / import / rm."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from daemon.methods import params as p
+from daemon.rpc import Call, Register
+
+
+async def list_models(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    app = call.app
+    loaded = {(r["model"], r["engine"]) for r in app.scheduler.runners()}
+    models = await asyncio.to_thread(app.registry.list)
+    out = []
+    for model in models:
+        engines = ["llamacpp", "mlx"] if model.format == "gguf" else ["mlx"]
+        out.append(
+            {
+                **model.to_dict(),
+                "engines": engines,
+                "loaded_on": [e for (m, e) in loaded if m == model.name],
+            }
+        )
+    return {"models": out, "default": app.registry.resolve(None).name if models else None}
+
+
+async def load(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    app = call.app
+    model = app.registry.resolve(p.required_str(params, "model"))
+    engine = app.engine_for(model, p.optional_str(params, "engine"))
+    runner = await app.scheduler.load(model.name, engine, Path(model.path))
+    return {"model": model.name, "engine": engine, "pid": runner.pid}
+
+
+async def unload(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    app = call.app
+    model = app.registry.resolve(p.required_str(params, "model"))
+    return {"model": model.name, "unloaded": await app.scheduler.unload(model.name)}
+
+
+async def import_model(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    source = Path(p.required_str(params, "path")).expanduser()
+    info = await asyncio.to_thread(call.app.registry.import_file, source)
+    return info.to_dict()
+
+
+async def remove(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    app = call.app
+    name = p.required_str(params, "model")
+    await app.scheduler.unload(app.registry.resolve(name).name)
+    info = await asyncio.to_thread(app.registry.remove, name)
+    return info.to_dict()
+
+
+def register(add: Register) -> None:
+    add("models.list", list_models)
+    add("models.load", load)
+    add("models.unload", unload)
+    add("models.import", import_model)
+    add("models.rm", remove)

@@ -1,0 +1,90 @@
+"""Small, explicit checks for method params: each failure names the field and the rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.errors import InvalidParams
+
+ROLES = ("system", "user", "assistant")
+
+
+def optional_str(params: dict[str, Any], key: str) -> str | None:
+    value = params.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidParams(f"{key} must be a string", field=key)
+    return value
+
+
+def required_str(params: dict[str, Any], key: str) -> str:
+    value = optional_str(params, key)
+    if not value:
+        raise InvalidParams(f"{key} is required and must be a non-empty string", field=key)
+    return value
+
+
+def messages(params: dict[str, Any]) -> list[dict[str, str]]:
+    raw = params.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidParams("messages must be a non-empty list", field="messages")
+    out = []
+    for i, msg in enumerate(raw):
+        if (
+            not isinstance(msg, dict)
+            or msg.get("role") not in ROLES
+            or not isinstance(msg.get("content"), str)
+        ):
+            raise InvalidParams(
+                f"messages[{i}] must be {{role: system|user|assistant, content: string}}",
+                field=f"messages[{i}]",
+            )
+        out.append({"role": msg["role"], "content": msg["content"]})
+    return out
+
+
+def _number(opts: dict[str, Any], key: str, lo: float, hi: float, integer: bool = False) -> Any:
+    value = opts[key]
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise InvalidParams(f"options.{key} must be {kind} from {lo} to {hi}", field=key)
+    return value
+
+
+def generation_options(params: dict[str, Any]) -> dict[str, Any]:
+    """options → the runner's job fields (temperature, top_p, max_tokens, seed, stop)."""
+    opts = params.get("options") or {}
+    if not isinstance(opts, dict):
+        raise InvalidParams("options must be an object", field="options")
+    known = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine"}
+    unknown = set(opts) - known
+    if unknown:
+        raise InvalidParams(f"unknown option(s): {', '.join(sorted(unknown))}", field="options")
+    job: dict[str, Any] = {}
+    if "temperature" in opts:
+        job["temperature"] = float(_number(opts, "temperature", 0, 2))
+    if "top_p" in opts:
+        job["top_p"] = float(_number(opts, "top_p", 0, 1))
+    if "max_tokens" in opts:
+        job["max_tokens"] = _number(opts, "max_tokens", 1, 1 << 20, integer=True)
+    if "seed" in opts:
+        job["seed"] = _number(opts, "seed", 0, 2**31 - 1, integer=True)
+    if "stop" in opts:
+        stop = opts["stop"]
+        stop = [stop] if isinstance(stop, str) else stop
+        if (
+            not isinstance(stop, list)
+            or len(stop) > 8
+            or not all(isinstance(s, str) and s for s in stop)
+        ):
+            raise InvalidParams("options.stop must be a string or up to 8 strings", field="stop")
+        job["stop"] = stop
+    return job
+
+
+def engine(params: dict[str, Any]) -> str | None:
+    opts = params.get("options") or {}
+    value = opts.get("engine") if isinstance(opts, dict) else None
+    if value is not None and value not in ("auto", "llamacpp", "mlx"):
+        raise InvalidParams("options.engine must be auto, llamacpp or mlx", field="engine")
+    return value

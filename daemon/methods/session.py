@@ -1,0 +1,52 @@
+"""hello and status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from daemon import PROTOCOL_VERSION, __version__
+from daemon.app import auto_engine
+from daemon.errors import InvalidParams, UnsupportedProtocol
+from daemon.rpc import Call, Register
+
+CAPABILITIES = ["chat", "rewrite", "cancel", "models", "streaming"]
+
+
+async def hello(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    version = params.get("protocol", PROTOCOL_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidParams("protocol must be an integer", field="protocol")
+    if version != PROTOCOL_VERSION:
+        raise UnsupportedProtocol(
+            f"this daemon speaks protocol {PROTOCOL_VERSION}, the client asked for {version}; "
+            "update the client or the daemon so they match",
+            supported=[PROTOCOL_VERSION],
+        )
+    return {
+        "server": "hearth",
+        "version": __version__,
+        "protocol": PROTOCOL_VERSION,
+        "capabilities": CAPABILITIES,
+    }
+
+
+async def status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    app = call.app
+    runners = app.scheduler.runners()
+    return {
+        "version": __version__,
+        "pid": app.pid,
+        "socket": str(app.paths.socket),
+        "engine": app.config.engine if app.config.engine != "auto" else auto_engine(),
+        "models_loaded": sorted({r["model"] for r in runners}),
+        "runners": runners,
+        "queue": app.scheduler.queue_depth(),
+        "uptime_s": round(time.time() - app.started, 1),
+        "keep_alive_s": app.config.keep_alive,
+    }
+
+
+def register(add: Register) -> None:
+    add("hello", hello)
+    add("status", status)

@@ -1,0 +1,211 @@
+"""The local-socket server: peer check, framing, dispatch, streaming, cancel, limits.
+
+It knows nothing about models: handlers from daemon.methods do the work, and get a
+Call through which they stream notifications and learn of cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+from daemon import protocol
+from daemon.app import App
+from daemon.errors import (
+    Busy,
+    HearthError,
+    InvalidParams,
+    InvalidRequest,
+    LineTooLong,
+    MethodNotFound,
+    RunnerFailed,
+)
+from daemon.rpc import Call, Handler
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 64  # concurrent requests per connection
+MAX_WRITE_BUFFER = 16 << 20  # a client that stops reading is dropped past this
+DRAIN_TIMEOUT = 30.0
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket."""
+    if hasattr(socket, "SO_PEERCRED"):
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return int(struct.unpack("3i", raw)[1])
+    if sys.platform == "darwin":  # LOCAL_PEERCRED at SOL_LOCAL: struct xucred
+        raw = sock.getsockopt(0, 0x001, struct.calcsize("Ii16I") + 4)
+        return int(struct.unpack_from("II", raw)[1])
+    raise OSError("cannot check the peer's uid on this platform")
+
+
+class Connection:
+    def __init__(self, server: Server, number: int, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.number = number
+        self.writer = writer
+        self.calls: dict[Any, Call] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, obj: dict[str, Any]) -> None:
+        if self.writer.is_closing():
+            return
+        self.writer.write(protocol.encode(obj))
+        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            log.warning("connection %d does not read its replies; closing it", self.number)
+            self.writer.transport.abort()
+
+    async def flush(self) -> None:
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT)
+
+    async def handle(self, req: protocol.Request, call: Call) -> None:
+        try:
+            handler = self.server.methods.get(req.method)
+            if handler is None:
+                raise MethodNotFound(f"method not found: {req.method}")
+            result = await handler(call, req.params)
+            if not req.is_notification:
+                self.send(protocol.response(req.id, result))
+        except HearthError as exc:
+            if not req.is_notification:
+                self.send(protocol.error(req.id, exc))
+        except Exception as exc:
+            log.exception("method %s failed", req.method)
+            if not req.is_notification:
+                err = RunnerFailed(f"internal error in {req.method}: {type(exc).__name__}")
+                self.send(protocol.error(req.id, err))
+        finally:
+            self.calls.pop(req.id, None)
+        await self.flush()
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        self.send(protocol.notification(method, params))
+
+    def cancel(self, rid: Any) -> bool:
+        call = self.calls.get(rid)
+        if call is None:
+            return False
+        call.cancel()
+        return True
+
+    def close(self) -> None:
+        for call in list(self.calls.values()):
+            call.cancel()
+        for task in self.tasks:
+            task.cancel()
+
+
+class Server:
+    def __init__(self, app: App, methods: dict[str, Handler]) -> None:
+        self.app = app
+        self.methods = methods
+        self.max_line = app.config.max_line_bytes
+        self.connections: set[Connection] = set()
+        self._numbers = itertools.count(1)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, path: Path) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        self._server = await asyncio.start_unix_server(
+            self._accept, sock=sock, limit=self.max_line + 1
+        )
+
+    async def close(self) -> None:
+        if self._server:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+            conn.writer.close()
+        if self._server:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            uid = peer_uid(sock)
+        except OSError:
+            uid = -1
+        if uid != os.getuid():
+            log.warning("refused a connection from uid %d", uid)
+            writer.transport.abort()
+            return
+        conn = Connection(self, next(self._numbers), writer)
+        self.connections.add(conn)
+        try:
+            await self._serve(conn, reader)
+        finally:
+            conn.close()
+            self.connections.discard(conn)
+            writer.close()
+
+    async def _serve(self, conn: Connection, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError:
+                return
+            except asyncio.LimitOverrunError:
+                err = LineTooLong(f"request line longer than {self.max_line} bytes; closing")
+                conn.send(protocol.error(None, err))
+                await conn.flush()
+                return
+            except ConnectionError:
+                return
+            if not line.strip():
+                continue
+            self._dispatch(conn, line)
+
+    def _dispatch(self, conn: Connection, line: bytes) -> None:
+        rid: Any = None
+        try:
+            obj = protocol.decode(line)
+            if isinstance(obj, list):
+                raise InvalidRequest("batches are not supported: send one request per line")
+            if isinstance(obj, dict):
+                rid = obj.get("id")
+            req = protocol.parse_request(obj)
+            if req.method == "cancel":
+                self._cancel(conn, req)
+                return
+            if req.id is not None and req.id in conn.calls:
+                raise InvalidRequest(f"a request with id {req.id!r} is already running")
+            if len(conn.tasks) >= MAX_IN_FLIGHT:
+                raise Busy(f"more than {MAX_IN_FLIGHT} requests in flight on this connection")
+        except HearthError as exc:
+            conn.send(protocol.error(rid if isinstance(rid, int | str) else None, exc))
+            return
+        call = Call(self.app, req.id, conn.number, conn.notify)
+        if req.id is not None:
+            conn.calls[req.id] = call
+        task = asyncio.create_task(conn.handle(req, call))
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
+
+    def _cancel(self, conn: Connection, req: protocol.Request) -> None:
+        target = req.params.get("id")
+        try:
+            if target is None:
+                raise InvalidParams("cancel needs the id of the request to stop")
+            found = conn.cancel(target)
+        except HearthError as exc:
+            conn.send(protocol.error(req.id, exc))
+            return
+        if not req.is_notification:
+            conn.send(protocol.response(req.id, {"cancelled": found}))
