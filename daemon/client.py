@@ -26,6 +26,7 @@ class Client:
         self.reader = sock.makefile("rb")
         self._ids = itertools.count(1)
         self.server: dict[str, Any] = {}
+        self._responses: dict[Any, dict[str, Any]] = {}  # replies read while awaiting another
 
     @classmethod
     def connect(cls, path: os.PathLike[str] | str, name: str = "hearth-cli") -> Client:
@@ -51,8 +52,13 @@ class Client:
         self.sock.sendall(json.dumps(msg).encode() + b"\n")
 
     def wait(self, rid: int, on_notify: Notify | None = None) -> Any:
-        """Read until the response to ``rid``; hand its notifications to ``on_notify``."""
-        while True:
+        """Read until the response to ``rid``; hand its notifications to ``on_notify``.
+
+        Replies to other requests are kept for their own wait(); their notifications
+        are dropped (stream one request at a time per connection to see them all).
+        """
+        msg = self._responses.pop(rid, None)
+        while msg is None:
             line = self.reader.readline()
             if not line:
                 raise DaemonUnavailable("the daemon closed the connection")
@@ -60,12 +66,13 @@ class Client:
             if "method" in msg:
                 if on_notify and msg.get("params", {}).get("id") == rid:
                     on_notify(msg["method"], msg["params"])
-                continue
-            if msg.get("id") != rid:
-                continue
-            if "error" in msg:
-                raise from_rpc(msg["error"])
-            return msg["result"]
+                msg = None
+            elif msg.get("id") != rid:
+                self._responses[msg.get("id")] = msg
+                msg = None
+        if "error" in msg:
+            raise from_rpc(msg["error"])
+        return msg["result"]
 
     def call(
         self, method: str, params: dict[str, Any] | None = None, on_notify: Notify | None = None

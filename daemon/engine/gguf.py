@@ -101,7 +101,7 @@ class _Reader:
     def string(self) -> str:
         n = self.unpack("<Q")
         if n > self.size - self.fh.tell():
-            raise self.fail(f"a string of {n} bytes is longer than the rest of the file")
+            raise self.fail(f"the file ends inside a {n}-byte string (truncated?)")
         return self.take(n).decode("utf-8", errors="replace")
 
     def value(self, vtype: int, keep_arrays: bool) -> Any:
@@ -112,7 +112,7 @@ class _Reader:
         if vtype == _ARRAY:
             itype, count = self.unpack("<I"), self.unpack("<Q")
             if count > self.size - self.fh.tell():
-                raise self.fail(f"an array of {count} items is longer than the rest of the file")
+                raise self.fail(f"the file ends inside a {count}-item array (truncated?)")
             if itype in _SCALARS and not keep_arrays:
                 self.take(count * struct.calcsize(_SCALARS[itype]))
                 return _Skipped(count)

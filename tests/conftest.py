@@ -1,0 +1,109 @@
+"""Fixtures that start the real daemon, on a real socket, with the real default model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from daemon.client import Client
+from daemon.errors import DaemonUnavailable
+from daemon.paths import Paths
+
+
+@dataclass
+class Daemon:
+    home: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def paths(self) -> Paths:
+        return Paths.from_env({"HEARTH_HOME": str(self.home)})
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HEARTH_HOME": str(self.home)}
+
+    def client(self, name: str = "test") -> Client:
+        return Client.connect(self.paths.socket, name)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def make_home(config: str = "") -> Path:
+    # Short paths: a Unix socket path must fit in 108 bytes.
+    home = Path(tempfile.mkdtemp(prefix="hh-", dir="/tmp"))
+    (home / "config").mkdir(mode=0o700)
+    (home / "config" / "config.toml").write_text(config)
+    return home
+
+
+def start_daemon(home: Path, timeout: float = 30) -> Daemon:
+    env = {**os.environ, "HEARTH_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "daemon"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    daemon = Daemon(home, proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"daemon exited with {proc.returncode}: {out}")
+        try:
+            daemon.client().close()
+            return daemon
+        except DaemonUnavailable:
+            time.sleep(0.05)
+    daemon.stop()
+    raise RuntimeError("daemon did not start")
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    path = make_home()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_daemon(home: Path) -> Iterator[Daemon]:
+    """A daemon of its own, for tests that kill or reconfigure it."""
+    daemon = start_daemon(home)
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[Daemon]:
+    """One daemon shared by the tests that only talk to it."""
+    path = make_home("keep_alive = -1\n")
+    daemon = start_daemon(path)
+    yield daemon
+    daemon.stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def client(daemon: Daemon) -> Iterator[Client]:
+    c = daemon.client()
+    yield c
+    c.close()

@@ -1,0 +1,87 @@
+"""Scheduler logic with a stand-in runner: fairness, keep-alive pinning, unload.
+
+The real runner is covered by the integration tests; here the runner is swapped
+through the scheduler's `spawn` field to observe ordering precisely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from daemon.engine.scheduler import Scheduler
+
+
+class StandInRunner:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.alive = True
+        self.pid = 4242
+        self.stopped = False
+
+    async def generate(self, job: dict[str, Any], on_delta: Callable[[str], None]) -> Any:
+        self.log.append(job["tag"])
+        await asyncio.sleep(0.01)
+        on_delta("x")
+        return {"text": "x", "finish_reason": "stop"}
+
+    def cancel(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.alive = False
+        self.stopped = True
+
+
+def make(keep_alive: float, log: list[str], made: list[StandInRunner]) -> Scheduler:
+    async def spawn(engine: str, path: Path, n_ctx: int, out: IO[bytes]) -> Any:
+        made.append(StandInRunner(log))
+        return made[-1]
+
+    return Scheduler(keep_alive=keep_alive, queue_size=64, n_ctx=512, log_file=None, spawn=spawn)  # type: ignore[arg-type]
+
+
+def test_a_burst_from_one_client_does_not_starve_another() -> None:
+    async def scenario() -> list[str]:
+        log: list[str] = []
+        s = make(-1, log, [])
+        jobs = [
+            await s.submit("m", "llamacpp", Path("m"), 1, {"tag": f"a{i}"}, lambda t: None)
+            for i in range(6)
+        ]
+        jobs.append(await s.submit("m", "llamacpp", Path("m"), 2, {"tag": "b0"}, lambda t: None))
+        await asyncio.gather(*(j.future for j in jobs))
+        return log
+
+    order = asyncio.run(scenario())
+    assert order.index("b0") <= 2, order
+
+
+def test_keep_alive_zero_stops_the_runner_and_negative_pins_it() -> None:
+    async def scenario(keep_alive: float) -> bool:
+        made: list[StandInRunner] = []
+        s = make(keep_alive, [], made)
+        job = await s.submit("m", "llamacpp", Path("m"), 1, {"tag": "a"}, lambda t: None)
+        await job.future
+        await asyncio.sleep(0.05)
+        return made[0].stopped
+
+    assert asyncio.run(scenario(0)) is True
+    assert asyncio.run(scenario(-1)) is False
+
+
+def test_unload_cancels_waiting_requests() -> None:
+    async def scenario() -> list[str]:
+        s = make(-1, [], [])
+        jobs = [
+            await s.submit("m", "llamacpp", Path("m"), 1, {"tag": str(i)}, lambda t: None)
+            for i in range(3)
+        ]
+        await s.unload("m")
+        results = await asyncio.gather(*(j.future for j in jobs))
+        return [r["finish_reason"] for r in results]
+
+    reasons = asyncio.run(scenario())
+    assert reasons.count("cancelled") >= 2
