@@ -1,0 +1,147 @@
+"""chat, rewrite, status, up, down, daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from daemon import __version__
+from daemon.cli import common
+from daemon.client import Client, connect
+from daemon.config import Config
+from daemon.errors import DaemonUnavailable
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    client = common.client()
+    history: list[dict[str, str]] = []
+    if args.system:
+        history.append({"role": "system", "content": args.system})
+    base: dict[str, Any] = {"model": args.model, "options": common.options(args)}
+    if args.prompt:
+        history.append({"role": "user", "content": " ".join(args.prompt)})
+        common.stream(client, "chat", {**base, "messages": history})
+        return 0
+    model = client.call("models.list").get("default")
+    print(f"Hearth {__version__} · {args.model or model} · Ctrl+C stops an answer, "
+          "Ctrl+C again (or Ctrl+D) quits.", file=sys.stderr)  # fmt: skip
+    while True:
+        try:
+            line = input("› ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        result = common.stream(client, "chat", {**base, "messages": history})
+        history.append({"role": "assistant", "content": result["text"]})
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    client = common.client()
+    if args.list:
+        for preset in client.call("rewrite.presets")["presets"]:
+            print(f"{preset['name']:<14} {preset['instruction']}")
+        return 0
+    text = " ".join(args.text) if args.text else sys.stdin.read()
+    params = {
+        "text": text,
+        "preset": args.preset,
+        "model": args.model,
+        "options": common.options(args),
+    }
+    common.stream(client, "rewrite", params)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    paths = common.paths()
+    try:
+        client = Client.connect(paths.socket)
+    except DaemonUnavailable:
+        if args.json:
+            print(json.dumps({"running": False, "socket": str(paths.socket)}))
+        else:
+            print(f"Hearth daemon: not running (socket {paths.socket})")
+        return 3
+    status = client.call("status")
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"Hearth daemon {status['version']} · pid {status['pid']} · engine {status['engine']}")
+    print(f"socket   {status['socket']}")
+    loaded = ", ".join(f"{r['model']} ({r['engine']}, pid {r['pid']})" for r in status["runners"])
+    print(f"loaded   {loaded or 'nothing'}")
+    print(f"queue    {status['queue']} waiting")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    client = connect(common.paths())
+    print(f"Hearth daemon running (pid {client.call('status')['pid']})")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    paths = common.paths()
+    try:
+        client = Client.connect(paths.socket)
+    except DaemonUnavailable:
+        print("Hearth daemon is not running")
+        return 0
+    pid = int(client.call("status")["pid"])
+    client.close()
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and paths.socket.exists():
+        time.sleep(0.05)
+    print(f"Hearth daemon stopped (pid {pid})")
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from daemon.main import StartupError, run
+
+    paths = common.paths()
+    try:
+        config = Config.load(paths.config_file)
+    except ValueError as exc:
+        print(f"hearth: bad config: {exc}", file=sys.stderr)
+        return 1
+    try:
+        run(paths, config, verbose=args.verbose)
+    except StartupError as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("chat", help="chat with the model (no prompt: interactive)")
+    p.add_argument("prompt", nargs="*", help="a one-shot prompt; omit for an interactive chat")
+    p.add_argument("--system", help="a system prompt")
+    common.generation_flags(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("rewrite", help="rewrite text with a preset (reads stdin without TEXT)")
+    p.add_argument("text", nargs="*", help="the text to rewrite; omit to read stdin")
+    p.add_argument("-p", "--preset", default="rewrite", help="preset name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the presets and exit")
+    common.generation_flags(p)
+    p.set_defaults(func=cmd_rewrite)
+
+    p = sub.add_parser("status", help="show whether the daemon runs and what it has loaded")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("daemon", help="run the daemon in the foreground")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=cmd_daemon)
+    sub.add_parser("up", help="start the daemon in the background").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the background daemon").set_defaults(func=cmd_down)
