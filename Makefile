@@ -43,6 +43,7 @@ unit: setup
 test: lint typecheck unit
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/throughput.py
 
 clean:
