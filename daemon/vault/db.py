@@ -50,8 +50,9 @@ CREATE TABLE IF NOT EXISTS conversations (
     sealed BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations (updated);
+-- AUTOINCREMENT: a message id is never reused, even after its conversation is deleted.
 CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     conv_id TEXT NOT NULL,
     sealed BLOB NOT NULL
 );
@@ -122,8 +123,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def truncate_wal(conn: sqlite3.Connection) -> None:
-    """Copy the WAL into the file and empty it, so old page images do not linger there."""
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    """Copy the WAL into the file and empty it, so old page images do not linger there.
+
+    Best effort, after a commit: on a full disk the WAL stays until a later checkpoint.
+    """
+    with suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
 
 def _full() -> StorageFull:

@@ -25,7 +25,7 @@ import keyring
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from keyring.backend import KeyringBackend
 from keyring.backends.chainer import ChainerBackend
-from keyring.errors import KeyringError, PasswordDeleteError
+from keyring.errors import PasswordDeleteError
 
 from daemon.errors import IntegrityError, VaultLocked
 from daemon.vault.crypto import KEY_BYTES
@@ -80,7 +80,7 @@ class KeychainKeySource:
         kek = os.urandom(KEY_BYTES)
         try:
             self.backend.set_password(SERVICE, _account(kek_id), base64.b64encode(kek).decode())
-        except KeyringError as exc:
+        except Exception as exc:  # backends raise their own types (D-Bus, OS errors)
             raise _keychain_failed("store", exc) from exc
         # Some backends accept a write and drop it; find out now, not at the next start.
         if self._read(kek_id) != kek:
@@ -106,17 +106,20 @@ class KeychainKeySource:
             self.backend.delete_password(SERVICE, _account(kek_id))
         except PasswordDeleteError:
             pass  # already gone
-        except KeyringError as exc:
+        except Exception as exc:
             raise _keychain_failed("delete", exc) from exc
 
     def _read(self, kek_id: str) -> bytes | None:
         try:
             stored = self.backend.get_password(SERVICE, _account(kek_id))
-        except KeyringError as exc:
+        except Exception as exc:
             raise _keychain_failed("read", exc) from exc
         if stored is None:
             return None
-        kek = base64.b64decode(stored)
+        try:
+            kek = base64.b64decode(stored, validate=True)
+        except ValueError:
+            kek = b""
         if len(kek) != KEY_BYTES:
             raise IntegrityError("The vault key in the keychain is damaged.", reason="bad_kek")
         return kek
@@ -218,7 +221,7 @@ def _cost_ok(cost: Mapping[str, int]) -> bool:
     return in_range and n & (n - 1) == 0
 
 
-def _keychain_failed(action: str, exc: KeyringError) -> VaultLocked:
+def _keychain_failed(action: str, exc: Exception) -> VaultLocked:
     return VaultLocked(
         f"Could not {action} the vault key in the OS keychain ({type(exc).__name__}). "
         "Unlock the keychain and try again, or protect the vault with a passphrase.",

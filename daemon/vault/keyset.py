@@ -26,7 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.errors import HearthError, IntegrityError, VaultLocked, WrongPassphrase
+from daemon.errors import IntegrityError, VaultLocked, WrongPassphrase
 from daemon.vault.crypto import SCHEMA, Sealer, new_id, new_key
 from daemon.vault.db import transaction
 from daemon.vault.keys import KeySource, discard_orphan
@@ -51,7 +51,12 @@ class Header:
 
     @property
     def master_row(self) -> str:
-        return f"{self.vault_id}/{self.master_id}"
+        return master_row(self.vault_id, self.master_id)
+
+
+def master_row(vault_id: str, master_id: str) -> str:
+    """The row the wrapped master key is bound to: this vault, this master key."""
+    return f"{vault_id}/{master_id}"
 
 
 def read_header(conn: sqlite3.Connection) -> Header | None:
@@ -81,7 +86,9 @@ class KeySet:
         self._data: dict[str, Sealer] = {}
 
     @classmethod
-    def unlock(cls, conn: sqlite3.Connection, header: Header, source: KeySource, step: Step) -> KeySet:
+    def unlock(
+        cls, conn: sqlite3.Connection, header: Header, source: KeySource, step: Step
+    ) -> KeySet:
         """Open the hierarchy; a wrong key raises before anything is written."""
         if header.schema != SCHEMA:
             raise VaultLocked(
@@ -97,7 +104,9 @@ class KeySet:
             )
         kek = source.load_kek(header.kek_id, header.kek_params)
         try:
-            master = Sealer(kek, header.kek_id).open("header", header.master_row, header.wrapped_master)
+            master = Sealer(kek, header.kek_id).open(
+                "header", header.master_row, header.wrapped_master
+            )
         except IntegrityError:
             if source.kind == "passphrase":
                 raise WrongPassphrase("The passphrase is wrong: the vault stays locked.") from None
@@ -122,11 +131,15 @@ class KeySet:
         return keys
 
     def clean_journal(self) -> None:
-        """Discard KEKs an interrupted rotation left behind (skipped if their store is away)."""
+        """Discard KEKs an interrupted rotation left behind.
+
+        Best effort: an entry whose store is unreachable, or that cannot be removed now
+        (a full disk), stays for the next open — it never keeps the vault from opening.
+        """
         current = self.header.kek_id if self.header else None
         for kek_id, kind in self._conn.execute("SELECT kek_id, kind FROM kek_journal").fetchall():
             if kek_id == current or discard_orphan(kind, kek_id, self.source):
-                with transaction(self._conn):
+                with suppress(sqlite3.OperationalError), transaction(self._conn):
                     self._conn.execute("DELETE FROM kek_journal WHERE kek_id = ?", (kek_id,))
 
     def sealer(self, key_id: str) -> Sealer:
@@ -138,22 +151,24 @@ class KeySet:
             ).fetchone()
             if row is None:
                 raise IntegrityError(
-                    f"The data key {key_id} is missing from the vault.", table="data_keys", row=key_id
+                    f"The data key {key_id} is missing from the vault.",
+                    table="data_keys",
+                    row=key_id,
                 )
             found = Sealer(self._require_master().open("data_keys", key_id, row[0]), key_id)
             self._data[key_id] = found
         return found
 
-    def add_data_key(self, purpose: str, master: Sealer | None = None) -> Sealer:
-        """A new data key, wrapped by ``master`` (the current one by default); inside a txn."""
+    def add_data_key(self, purpose: str) -> Sealer:
+        """A new data key wrapped by the current master key (inside a transaction)."""
         key_id, key = new_id(), new_key()
-        wrapped = (master or self._require_master()).seal("data_keys", key_id, key)
+        wrapped = self._require_master().seal("data_keys", key_id, key)
         self._conn.execute("INSERT INTO data_keys VALUES (?, ?, ?)", (key_id, purpose, wrapped))
         self._data[key_id] = Sealer(key, key_id)
         return self._data[key_id]
 
-    def add_records_key(self, master: Sealer) -> None:
-        self.add_data_key(RECORDS, master)
+    def add_records_key(self) -> None:
+        self.add_data_key(RECORDS)
 
     def drop_data_key(self, key_id: str) -> None:
         """Delete a wrapped data key (inside a txn): what it sealed can never be opened again."""
@@ -165,7 +180,9 @@ class KeySet:
             "SELECT key_id FROM data_keys WHERE purpose = ?", (RECORDS,)
         ).fetchone()
         if row is None:
-            raise IntegrityError("The vault's settings key is missing.", table="data_keys", row=RECORDS)
+            raise IntegrityError(
+                "The vault's settings key is missing.", table="data_keys", row=RECORDS
+            )
         return self.sealer(row[0])
 
     def rekey(
@@ -174,9 +191,13 @@ class KeySet:
         *,
         fresh_kek: bool,
         fresh_master: bool,
-        change: Callable[[Sealer], None] = lambda master: None,
+        change: Callable[[], None] = lambda: None,
     ) -> None:
-        """Apply ``change`` and a new top of the hierarchy in one crash-atomic step."""
+        """Apply ``change`` and a new top of the hierarchy in one crash-atomic step.
+
+        ``change`` works under the current master key (new data keys are wrapped by it);
+        the same transaction then re-wraps every data key under the new master key.
+        """
         old = self.header
         if fresh_kek:
             kek_id = new_id()
@@ -189,55 +210,44 @@ class KeySet:
             assert old is not None
             kek_id, kek, params = old.kek_id, self._kek, old.kek_params
         if fresh_master or self._master is None:
-            master_key, master = new_key(), None
+            master_key = new_key()
+            master = Sealer(master_key, new_id())
         else:
             master_key, master = self._master_key, self._master
-        master = master or Sealer(master_key, new_id())
-        header = Header(
-            vault_id=old.vault_id if old else new_id(),
-            schema=SCHEMA,
-            kek_kind=source.kind,
-            kek_id=kek_id,
-            kek_params=params,
-            master_id=master.key_id,
-            wrapped_master=b"",
+        vault_id = old.vault_id if old else new_id()
+        wrapped = Sealer(kek, kek_id).seal(
+            "header", master_row(vault_id, master.key_id), master_key
         )
-        wrapped = Sealer(kek, kek_id).seal("header", header.master_row, master_key)
-        header = Header(**{**header.__dict__, "wrapped_master": wrapped})
-        try:
-            with transaction(self._conn):
-                if master is not self._master:
-                    self._rewrap_data_keys(master)
-                change(master)
-                self._write_header(header)
-                if fresh_kek:
-                    self._conn.execute("DELETE FROM kek_journal WHERE kek_id = ?", (kek_id,))
-                    if old is not None:
-                        self._conn.execute(
-                            "INSERT OR REPLACE INTO kek_journal VALUES (?, ?)",
-                            (old.kek_id, old.kek_kind),
-                        )
-                self._step("header")
-        except BaseException:
-            if fresh_kek:  # never used: forget it now rather than at the next open
-                with suppress(HearthError, sqlite3.Error):
-                    source.discard(kek_id)
-                    with transaction(self._conn):
-                        self._conn.execute("DELETE FROM kek_journal WHERE kek_id = ?", (kek_id,))
-            raise
+        header = Header(vault_id, SCHEMA, source.kind, kek_id, params, master.key_id, wrapped)
+        if self._master is None:  # a new vault: nothing to re-wrap
+            self._master, self._master_key = master, master_key
+        # On failure nothing is discarded here: if the commit reached the disk after all
+        # (a failed fsync), the journal tells the next unlock which KEK is the live one.
+        with transaction(self._conn):
+            change()
+            if master is not self._master:
+                self._rewrap_data_keys(master)
+            self._write_header(header)
+            if fresh_kek:
+                self._conn.execute("DELETE FROM kek_journal WHERE kek_id = ?", (kek_id,))
+                if old is not None:
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO kek_journal VALUES (?, ?)",
+                        (old.kek_id, old.kek_kind),
+                    )
+            self._step("header")
         self._step("commit")
         old_source = self.source
         self.source, self.header, self._kek = source, header, kek
         self._master, self._master_key = master, master_key
+        # Committed: from here on, cleanup only. What fails now is retried at the next open.
         if fresh_kek and old is not None and discard_orphan(old.kek_kind, old.kek_id, old_source):
-            with transaction(self._conn):
+            with suppress(sqlite3.OperationalError), transaction(self._conn):
                 self._conn.execute("DELETE FROM kek_journal WHERE kek_id = ?", (old.kek_id,))
             self._step("discard")
 
     def _rewrap_data_keys(self, master: Sealer) -> None:
-        current = self._master
-        if current is None:
-            return
+        current = self._require_master()
         rows = self._conn.execute("SELECT key_id, wrapped FROM data_keys").fetchall()
         for key_id, wrapped in rows:
             key = current.open("data_keys", key_id, wrapped)
@@ -249,8 +259,15 @@ class KeySet:
     def _write_header(self, h: Header) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO header VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-            (h.vault_id, h.schema, h.kek_kind, h.kek_id, json.dumps(h.kek_params), h.master_id,
-             h.wrapped_master),
+            (
+                h.vault_id,
+                h.schema,
+                h.kek_kind,
+                h.kek_id,
+                json.dumps(h.kek_params),
+                h.master_id,
+                h.wrapped_master,
+            ),
         )
 
     def _require_master(self) -> Sealer:
