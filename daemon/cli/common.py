@@ -53,7 +53,7 @@ def stream(client: Client, method: str, params: dict[str, Any]) -> dict[str, Any
 def generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="model name (default: the built-in model)")
     p.add_argument("--engine", choices=["auto", "llamacpp", "mlx"], help="engine for this request")
-    p.add_argument("--temperature", type=float, help="0 = deterministic; default 0.7")
+    p.add_argument("--temperature", type=float, help="0 = deterministic; default 0.2")
     p.add_argument("--top-p", type=float, dest="top_p")
     p.add_argument("--max-tokens", type=int, dest="max_tokens", help="stop after N tokens")
     p.add_argument("--seed", type=int, help="seed for reproducible sampling")

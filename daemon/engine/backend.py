@@ -15,8 +15,8 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float = 0.2  # small models wander when sampled hotter
+    top_p: float = 0.9
     seed: int | None = None
 
 

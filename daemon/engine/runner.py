@@ -5,7 +5,7 @@ cannot take it down. The runner speaks JSON lines: commands on stdin, events on 
 original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt them).
 
     in:  {"op": "generate", "rid": 7, "messages": [...], "max_tokens": 128, "stop": [...],
-          "temperature": 0.7, "top_p": 0.95, "seed": null}
+          "temperature": 0.2, "top_p": 0.9, "seed": null}
          {"op": "cancel", "rid": 7}
     out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123}
          {"event": "delta", "rid": 7, "text": "Hel"}
@@ -78,8 +78,8 @@ class Runner:
             return
         max_tokens = min(int(cmd.get("max_tokens") or n_ctx), n_ctx - len(prompt))
         sampling = Sampling(
-            temperature=float(cmd.get("temperature", 0.7)),
-            top_p=float(cmd.get("top_p", 0.95)),
+            temperature=float(cmd.get("temperature", Sampling.temperature)),
+            top_p=float(cmd.get("top_p", Sampling.top_p)),
             seed=cmd.get("seed"),
         )
         scanner = StopScanner(cmd.get("stop") or [])
