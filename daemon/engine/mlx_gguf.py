@@ -5,11 +5,14 @@ quantized weights (group size 32), so the model runs with the very bits llama.cp
 uses. What this module adds: `check_mlx_gguf`, which refuses a file MLX cannot run
 before any weight is read (and imports no MLX, so the daemon can call it); the
 mlx-lm config and weight names for llama.cpp's tensors; and the tokenizer, rebuilt
-from the GGUF vocabulary. The converter writes exactly these weights and config.
+from the GGUF vocabulary. llama.cpp stores Q and K rows permuted for its RoPE
+layout; we put them back in Hugging Face order, so the model is a plain mlx-lm
+llama and the converter writes exactly these weights and config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -20,7 +23,7 @@ from daemon.errors import InvalidModel
 
 if TYPE_CHECKING:
     import mlx.core as mx
-    import mlx.nn as nn
+    from mlx.nn.layers.base import Module
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 SUPPORTED_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 8: "Q8_0"}
@@ -35,7 +38,11 @@ _BLOCK_TENSORS = {
     "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj",
     "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
 }  # fmt: skip
-_TOP_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+_TOP_TENSORS = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+}
 
 # GGUF pre-tokenizer names -> how text is split before byte-level BPE (as llama.cpp does)
 _LLAMA3_SPLIT = (
@@ -95,7 +102,9 @@ def check_mlx_gguf(info: GGUFInfo) -> None:
             raise _fail(info, f"unexpected tensor {tensor.name} (not a plain llama model)")
     names = {t.name for t in info.tensors}
     expected = {"token_embd.weight", "output_norm.weight"} | {
-        f"blk.{i}.{part}.weight" for i in range(_int(info, "block_count")) for part in _BLOCK_TENSORS
+        f"blk.{i}.{part}.weight"
+        for i in range(_int(info, "block_count"))
+        for part in _BLOCK_TENSORS
     }
     if missing := sorted(expected - names):
         raise _fail(info, f"tensor {missing[0]} is missing")
@@ -140,7 +149,10 @@ def mlx_config(info: GGUFInfo) -> dict[str, Any]:
         "eos_token_id": sorted(_eog_ids(info)),
     }
     if md.get(f"{arch}.rope.scaling.type") == "linear":
-        config["rope_scaling"] = {"type": "linear", "factor": float(md[f"{arch}.rope.scaling.factor"])}
+        config["rope_scaling"] = {
+            "type": "linear",
+            "factor": float(md[f"{arch}.rope.scaling.factor"]),
+        }
     bits = {mlx_name(t.name): _QUANT_BITS[t.type] for t in info.tensors if t.type in _QUANT_BITS}
     if bits:
         common = max(set(bits.values()), key=list(bits.values()).count)
@@ -165,7 +177,9 @@ def gguf_tokenizer(info: GGUFInfo) -> TextTokenizer:
     """Rebuild the model's BPE tokenizer from GGUF metadata (read with keep_arrays=True)."""
     check_mlx_gguf(info)
     md = info.metadata
-    tokens, types, merges = (md.get(f"tokenizer.ggml.{k}") for k in ("tokens", "token_type", "merges"))
+    tokens, types, merges = (
+        md.get(f"tokenizer.ggml.{k}") for k in ("tokens", "token_type", "merges")
+    )
     if not (isinstance(tokens, list) and isinstance(merges, list)):
         raise _fail(info, "the vocabulary or merges are missing (read with keep_arrays=True)")
     types = types if isinstance(types, list) and len(types) == len(tokens) else [1] * len(tokens)
@@ -205,8 +219,10 @@ def gguf_tokenizer(info: GGUFInfo) -> TextTokenizer:
 def _unpermute(array: mx.array, heads: int) -> mx.array:
     """Undo llama.cpp's Q/K row order (interleaved RoPE pairs) back to Hugging Face's halves."""
     rows = array.shape[0]
-    return array.reshape(heads, rows // heads // 2, 2, *array.shape[1:]).swapaxes(1, 2).reshape(
-        array.shape
+    return (
+        array.reshape(heads, rows // heads // 2, 2, *array.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(array.shape)
     )
 
 
@@ -233,23 +249,24 @@ def gguf_weights(info: GGUFInfo, config: dict[str, Any]) -> dict[str, mx.array]:
     return weights
 
 
-def build_llama(config: dict[str, Any], weights: dict[str, mx.array]) -> nn.Module:
+def build_llama(config: dict[str, Any], weights: dict[str, mx.array]) -> Module:
     """An mlx-lm llama model with each layer quantized as its weights are, weights loaded."""
     import mlx.core as mx
-    import mlx.nn as nn
+    from mlx.nn.layers.quantized import quantize
     from mlx_lm.models import llama
 
-    model = llama.Model(llama.ModelArgs.from_dict(config))
+    names = {f.name for f in dataclasses.fields(llama.ModelArgs)}
+    model = llama.Model(llama.ModelArgs(**{k: v for k, v in config.items() if k in names}))
     quant = config.get("quantization")
     if quant:
         default = {"group_size": quant["group_size"], "bits": quant["bits"]}
 
-        def predicate(path: str, module: nn.Module) -> Any:
+        def predicate(path: str, module: Module) -> Any:
             if not hasattr(module, "to_quantized") or f"{path}.scales" not in weights:
                 return False
             return quant.get(path, default)
 
-        nn.quantize(model, class_predicate=predicate)
+        quantize(model, class_predicate=predicate)
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as exc:

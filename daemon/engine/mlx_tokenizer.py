@@ -55,7 +55,7 @@ class StreamingDecoder:
     it works for byte-level BPE and SentencePiece alike: an incomplete UTF-8
     sequence decodes to U+FFFD, and we hold it back until the character completes.
     A few prompt tokens seed the window so a leading space decodes as it would
-    mid-sentence.
+    mid-sentence. Special tokens decode to "", as in the llama.cpp backend.
     """
 
     def __init__(self, tokenizer: Tokenizer, context: list[int]) -> None:
@@ -65,7 +65,7 @@ class StreamingDecoder:
         self._read = len(self._tokens)
 
     def _decode(self, tokens: list[int]) -> str:
-        text: str = self._tokenizer.decode(tokens, skip_special_tokens=False)
+        text: str = self._tokenizer.decode(tokens, skip_special_tokens=True)
         return text
 
     def add(self, token: int) -> str:
