@@ -82,27 +82,51 @@ class GGUFInfo:
 
 
 class _Reader:
+    """Reads from an in-memory window of the file that grows on demand (headers are a few MB)."""
+
     def __init__(self, fh: BinaryIO, size: int, path: Path) -> None:
         self.fh, self.size, self.path = fh, size, path
+        self.buf = b""
+        self.pos = 0
 
     def fail(self, why: str) -> InvalidModel:
         return InvalidModel(
             f"{self.path.name} is not a valid GGUF model: {why}", path=str(self.path)
         )
 
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.fh.tell() + n > self.size:
+    def tell(self) -> int:
+        return self.pos
+
+    def _need(self, n: int) -> None:
+        if n < 0 or self.pos + n > self.size:
             raise self.fail("the file ends early (truncated?)")
-        return self.fh.read(n)
+        if self.pos + n > len(self.buf):
+            want = max(self.pos + n, 2 * len(self.buf), 1 << 20)
+            self.buf += self.fh.read(want - len(self.buf))
+
+    def take(self, n: int) -> bytes:
+        self._need(n)
+        self.pos += n
+        return self.buf[self.pos - n : self.pos]
 
     def unpack(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+        n = struct.calcsize(fmt)
+        self._need(n)
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += n
+        return value
 
     def string(self) -> str:
         n = self.unpack("<Q")
-        if n > self.size - self.fh.tell():
+        if n > self.size - self.pos:
             raise self.fail(f"the file ends inside a {n}-byte string (truncated?)")
         return self.take(n).decode("utf-8", errors="replace")
+
+    def skip_strings(self, count: int) -> None:
+        for _ in range(count):
+            n = self.unpack("<Q")
+            self._need(n)
+            self.pos += n
 
     def value(self, vtype: int, keep_arrays: bool) -> Any:
         if vtype in _SCALARS:
@@ -111,13 +135,18 @@ class _Reader:
             return self.string()
         if vtype == _ARRAY:
             itype, count = self.unpack("<I"), self.unpack("<Q")
-            if count > self.size - self.fh.tell():
+            if count > self.size - self.pos:
                 raise self.fail(f"the file ends inside a {count}-item array (truncated?)")
-            if itype in _SCALARS and not keep_arrays:
+            if keep_arrays:
+                return [self.value(itype, keep_arrays) for _ in range(count)]
+            if itype in _SCALARS:
                 self.take(count * struct.calcsize(_SCALARS[itype]))
-                return _Skipped(count)
-            items = [self.value(itype, keep_arrays) for _ in range(count)]
-            return items if keep_arrays else _Skipped(count)
+            elif itype == _STRING:
+                self.skip_strings(count)
+            else:
+                for _ in range(count):
+                    self.value(itype, keep_arrays)
+            return _Skipped(count)
         raise self.fail(f"unknown metadata value type {vtype}")
 
 
@@ -141,7 +170,7 @@ def read_gguf(path: Path, *, keep_arrays: bool = False) -> GGUFInfo:
         raise InvalidModel(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
     with fh:
         r = _Reader(fh, size, path)
-        if size < 24 or fh.read(4) != MAGIC:
+        if size < 24 or r.take(4) != MAGIC:
             raise r.fail("it does not start with the GGUF magic bytes")
         version = r.unpack("<I")
         if version not in (2, 3):
@@ -162,7 +191,7 @@ def read_gguf(path: Path, *, keep_arrays: bool = False) -> GGUFInfo:
             shape = tuple(r.unpack("<Q") for _ in range(n_dims))
             raw.append((name, shape, r.unpack("<I"), r.unpack("<Q")))
         align = int(metadata.get("general.alignment", 32)) or 32
-        data_start = -(-fh.tell() // align) * align
+        data_start = -(-r.tell() // align) * align
     tensors = []
     for name, shape, ttype, offset in raw:
         start = data_start + offset
