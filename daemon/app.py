@@ -8,13 +8,19 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import IO
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from daemon.config import Config
+from daemon.engine.gguf import read_gguf
 from daemon.engine.registry import ModelInfo, Registry
 from daemon.engine.scheduler import Scheduler
-from daemon.errors import EngineUnavailable, InvalidParams
+from daemon.errors import EngineUnavailable, HearthError, InvalidParams
 from daemon.paths import Paths
+
+if TYPE_CHECKING:
+    from daemon.egress.service import Egress
+    from daemon.vault.service import VaultService
 
 
 def mlx_installed() -> bool:
@@ -37,6 +43,8 @@ class App:
     registry: Registry
     scheduler: Scheduler
     runner_log: IO[bytes]
+    egress: Egress  # the only way out: policy, audit log, gateway, socket guard
+    vault: VaultService  # conversations and settings; vault.require() or VaultLocked
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
 
@@ -59,4 +67,19 @@ class App:
                 "the MLX engine is not installed (pip install mlx-lm; on Linux mlx[cpu])",
                 engine="mlx",
             )
+        if choice == "mlx" and model.format == "gguf":
+            from daemon.engine.mlx_gguf import check_mlx_gguf
+
+            check_mlx_gguf(read_gguf(Path(model.path)))  # a clear error before any runner starts
         return choice
+
+    def engines_for(self, model: ModelInfo) -> list[str]:
+        """The engines that can serve ``model`` on this machine."""
+        usable = []
+        for engine in ("llamacpp", "mlx"):
+            try:
+                self.engine_for(model, engine)
+            except HearthError:
+                continue
+            usable.append(engine)
+        return usable

@@ -15,11 +15,14 @@ from typing import IO
 
 from daemon.app import App
 from daemon.config import Config
+from daemon.egress.service import open_egress
 from daemon.engine.registry import Registry
 from daemon.engine.scheduler import Scheduler
 from daemon.methods import all_methods
 from daemon.paths import Paths
 from daemon.server import Server
+from daemon.vault import vault_path
+from daemon.vault.service import VaultService, keep_retention
 
 log = logging.getLogger("hearth")
 
@@ -70,7 +73,8 @@ def setup_logging(paths: Paths, verbose: bool) -> None:
 
 
 async def serve(paths: Paths, config: Config) -> None:
-    with open(paths.logs / "runner.log", "ab") as runner_log:
+    # The egress first (its socket guard), closed last (the audit log's final checkpoint).
+    with open_egress(paths) as egress, open(paths.logs / "runner.log", "ab") as runner_log:
         scheduler = Scheduler(
             keep_alive=config.keep_alive,
             queue_size=config.queue_size,
@@ -78,7 +82,9 @@ async def serve(paths: Paths, config: Config) -> None:
             log_file=runner_log,
         )
         registry = Registry(paths.models, config.default_model)
-        app = App(paths, config, registry, scheduler, runner_log)
+        vault = VaultService(vault_path(paths))
+        await asyncio.to_thread(vault.start)  # a passphrase vault waits for `vault.unlock`
+        app = App(paths, config, registry, scheduler, runner_log, egress, vault)
         server = Server(app, all_methods())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -86,12 +92,15 @@ async def serve(paths: Paths, config: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
         await server.start(paths.socket)
         log.info("serving on %s (pid %d)", paths.socket, os.getpid())
+        retention = asyncio.create_task(keep_retention(vault))
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
             await server.close()
+            retention.cancel()
             await scheduler.close()
+            await asyncio.to_thread(vault.close)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(paths.socket)
 

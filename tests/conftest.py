@@ -77,6 +77,59 @@ def start_daemon(home: Path, timeout: float = 30) -> Daemon:
     raise RuntimeError("daemon did not start")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keychain_session() -> Iterator[str]:
+    """A private D-Bus session with an unlocked gnome-keyring, for every daemon of the run.
+
+    The daemon keeps its vault's key in the OS keychain and refuses to invent a key file,
+    so on a headless box its chats could store nothing. Every daemon a test starts (they
+    inherit os.environ) gets this real Secret Service — never the developer's own keyring.
+    Yields the bus address.
+    """
+    for tool in ("dbus-run-session", "gnome-keyring-daemon"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: run `bash tests/system-deps.sh` first")
+    root = Path(tempfile.mkdtemp(prefix="hk-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBUS", "PYTHON_KEYRING"))}
+    env.update(HOME=str(root), XDG_RUNTIME_DIR=str(root))
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        env.pop(var, None)
+    script = (
+        "echo -n test-login | gnome-keyring-daemon --unlock --components=secrets >/dev/null"
+        ' && echo "$DBUS_SESSION_BUS_ADDRESS" && exec cat >/dev/null'
+    )
+    # The session lives until we close its stdin: then cat, the bus and the keyring exit.
+    session = subprocess.Popen(
+        ["dbus-run-session", "--", "sh", "-c", script],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert session.stdout is not None and session.stdin is not None
+    address = session.stdout.readline().decode().strip()
+    if not address:
+        session.kill()
+        pytest.fail("could not start a D-Bus session with gnome-keyring")
+    saved = {k: os.environ.get(k) for k in ("DBUS_SESSION_BUS_ADDRESS", "PYTHON_KEYRING_BACKEND")}
+    os.environ["DBUS_SESSION_BUS_ADDRESS"] = address
+    os.environ.pop("PYTHON_KEYRING_BACKEND", None)
+    try:
+        yield address
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        session.stdin.close()
+        try:
+            session.wait(10)
+        except subprocess.TimeoutExpired:
+            session.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def home() -> Iterator[Path]:
     path = make_home()

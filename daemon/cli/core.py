@@ -23,9 +23,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.system:
         history.append({"role": "system", "content": args.system})
     base: dict[str, Any] = {"model": args.model, "options": common.options(args)}
+    base.update(store=not args.no_store, conversation_id=args.conversation)
     if args.prompt:
         history.append({"role": "user", "content": " ".join(args.prompt)})
-        common.stream(client, "chat", {**base, "messages": history})
+        _continue_in(base, common.stream(client, "chat", {**base, "messages": history}))
         return 0
     model = client.call("models.list").get("default")
     print(f"Hearth {__version__} · {args.model or model} · Ctrl+C stops an answer, "
@@ -40,7 +41,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
             continue
         history.append({"role": "user", "content": line})
         result = common.stream(client, "chat", {**base, "messages": history})
-        history.append({"role": "assistant", "content": result["text"]})
+        if _continue_in(base, result):
+            history = []  # the daemon keeps the conversation and replays it
+        else:
+            history.append({"role": "assistant", "content": result["text"]})
+
+
+def _continue_in(base: dict[str, Any], result: dict[str, Any]) -> bool:
+    """Send the next turns to the conversation this one was stored in; False if not stored."""
+    if not result.get("stored"):
+        return False
+    if base["conversation_id"] is None:
+        print(f"[conversation {result['conversation_id']}]", file=sys.stderr)
+    base["conversation_id"] = result["conversation_id"]
+    return True
 
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
@@ -126,6 +140,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("chat", help="chat with the model (no prompt: interactive)")
     p.add_argument("prompt", nargs="*", help="a one-shot prompt; omit for an interactive chat")
     p.add_argument("--system", help="a system prompt")
+    p.add_argument("--conversation", metavar="ID", help="continue a stored conversation")
+    p.add_argument("--no-store", action="store_true", help="leave no trace in the history")
     common.generation_flags(p)
     p.set_defaults(func=cmd_chat)
 

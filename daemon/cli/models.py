@@ -1,4 +1,4 @@
-"""hearth models list | import | rm | load | unload."""
+"""hearth models list | import | rm | load | unload | convert | pull."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from daemon.cli import common
+from daemon.cli import common, pull
 
 
 def _size(n: int) -> str:
@@ -14,6 +14,8 @@ def _size(n: int) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.action == "pull":
+        return pull.cmd_pull(args)
     if args.action != "list" and not args.target:
         raise SystemExit(f"hearth: models {args.action} needs a model name or path")
     client = common.client()
@@ -37,6 +39,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "load":
         info = client.call("models.load", {"model": args.target, "engine": args.engine})
         print(f"loaded {info['model']} on {info['engine']} (runner pid {info['pid']})")
+    elif args.action == "convert":
+        if args.to != "mlx":
+            raise SystemExit("hearth: models convert needs --to mlx")
+        print(f"converting {args.target} to an MLX model folder…", flush=True)
+        info = client.call("models.convert", {"model": args.target, "to": "mlx"})
+        print(
+            f"created {info['name']} ({info['format']}, {info['quantization']}) at {info['path']}"
+        )
     elif args.action == "unload":
         client.call("models.unload", {"model": args.target})
         print(f"unloaded {args.target}")
@@ -44,9 +54,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("models", help="list, import, remove, load or unload models")
-    p.add_argument("action", choices=["list", "import", "rm", "load", "unload"])
+    p = sub.add_parser("models", help="list, import, remove, load, unload, convert or pull models")
+    p.add_argument("action", choices=["list", "import", "rm", "load", "unload", "convert", "pull"])
     p.add_argument("target", nargs="?", help="a model name, or a GGUF file / MLX folder to import")
     p.add_argument("--json", action="store_true", help="machine-readable list")
     p.add_argument("--engine", choices=["auto", "llamacpp", "mlx"], help="engine for load")
+    p.add_argument("--to", choices=["mlx"], help="convert: the target format")
+    pull.add_flags(p)  # models pull REPO [FILE] --sha256 --revision --endpoint
     p.set_defaults(func=cmd_models)

@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ class AuditLog:
         self._checkpoints = checkpoints
         self._key = key
         self._every = checkpoint_every
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._busy = False
         self._closed = False
         torn = store.discard_torn_tail()
         state = self.verify()
@@ -132,10 +134,23 @@ class AuditLog:
     def count(self) -> int:
         return self._count
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the writer lock. A re-entry from the same thread (a store whose own socket
+        the guard refused and reported) fails at once instead of deadlocking."""
+        with self._lock:
+            if self._busy:
+                raise RuntimeError("the audit log was re-entered while writing")
+            self._busy = True
+            try:
+                yield
+            finally:
+                self._busy = False
+
     def append(self, fields: Mapping[str, object]) -> dict[str, Any]:
         """Chain one entry onto the log, durably, and return it (with its ``seq``)."""
         _check_fields(fields)
-        with self._lock:
+        with self._writing():
             if self._closed:
                 raise ValueError("the audit log is closed")
             entry: dict[str, Any] = {name: None for name in ENTRY_FIELDS}
@@ -157,7 +172,7 @@ class AuditLog:
 
     def checkpoint(self) -> dict[str, Any] | None:
         """Sign the current head now (None when nothing was added since the last one)."""
-        with self._lock:
+        with self._writing():
             return self._checkpoint()
 
     def _checkpoint(self) -> dict[str, Any] | None:
@@ -182,7 +197,7 @@ class AuditLog:
 
     def close(self) -> None:
         """Checkpoint what is left and close; safe to call twice."""
-        with self._lock:
+        with self._writing():
             if self._closed:
                 return
             self._checkpoint()

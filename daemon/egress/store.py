@@ -4,14 +4,24 @@ The log only needs "append these bytes durably" and "give me every record back",
 can move into the encrypted vault later without touching the chain logic. The latest
 checkpoint lives *elsewhere* (keychain, vault; a separate file for now): cutting the
 end off the log then leaves a checkpoint vouching for entries that are gone.
+
+The daemon stacks them: :class:`SealedRecordStore` (each record encrypted) over a
+:class:`FileRecordStore`, and a :class:`SecretCheckpointStore` in its secret store.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from daemon.egress.secrets import Secrets
 
 
 class RecordStore(Protocol):
@@ -33,13 +43,29 @@ class CheckpointStore(Protocol):
     def save(self, checkpoint: bytes) -> None: ...
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a file's creation or rename durable (the directory entry is data too)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically and durably with ``data``, readable by this user only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 class FileRecordStore:
@@ -56,7 +82,7 @@ class FileRecordStore:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             self._fd = os.open(self.path, flags, 0o600)
             if created:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
         return self._fd
 
     def append(self, record: bytes) -> None:
@@ -124,13 +150,57 @@ class FileCheckpointStore:
             return None
 
     def save(self, checkpoint: bytes) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        write_private(self.path, checkpoint)
+
+
+class SealedRecordStore:
+    """Records encrypted one by one (AES-256-GCM) on top of another store.
+
+    A record that fails to open is handed on as it is stored, which is not a JSON object:
+    verification then names it as corrupt, at its place in the log.
+    """
+
+    _AAD = b"hearth-audit-record/1"
+
+    def __init__(self, inner: RecordStore, key: bytes) -> None:
+        self._inner = inner
+        self._aead = AESGCM(key)
+
+    def seal(self, record: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, record, self._AAD))
+
+    def open(self, stored: bytes) -> bytes:
+        """The plain record, or ``stored`` itself when it cannot be opened."""
         try:
-            os.write(fd, checkpoint)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+            raw = base64.b64decode(stored, validate=True)
+            return self._aead.decrypt(raw[:12], raw[12:], self._AAD)
+        except (InvalidTag, ValueError):
+            return stored
+
+    def append(self, record: bytes) -> None:
+        self._inner.append(self.seal(record))
+
+    def records(self) -> Iterator[bytes]:
+        for stored in self._inner.records():
+            yield self.open(stored)
+
+    def discard_torn_tail(self) -> int:
+        return self._inner.discard_torn_tail()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class SecretCheckpointStore:
+    """The latest checkpoint kept as a secret (keychain, or sealed apart from the log)."""
+
+    def __init__(self, secrets: Secrets, name: str = "audit-checkpoint") -> None:
+        self._secrets = secrets
+        self._name = name
+
+    def load(self) -> bytes | None:
+        return self._secrets.get(self._name)
+
+    def save(self, checkpoint: bytes) -> None:
+        self._secrets.put(self._name, checkpoint)

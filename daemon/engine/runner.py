@@ -41,7 +41,7 @@ def load_backend(engine: str, path: Path, n_ctx: int) -> Backend:
     if engine == "mlx":
         from daemon.engine import mlx
 
-        return mlx.load(path, n_ctx=n_ctx)  # type: ignore[no-any-return]
+        return mlx.load(path, n_ctx=n_ctx)
     raise ValueError(f"unknown engine {engine!r}")
 
 
@@ -147,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # anything printed by an engine goes to the log, not the protocol
+    from daemon.egress.guard import install, report_to
     from daemon.engine.sandbox import confine_runner
 
     confine_runner()
+    install(report_to(sys.stderr))  # the socket guard too: refusals go to the runner log
     backend = load_backend(args.engine, args.model, args.n_ctx)
     runner = Runner(backend, out)
     runner.emit(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import Cancelled, InvalidParams
+from daemon.errors import InvalidParams
+from daemon.methods import history
 from daemon.methods import params as p
+from daemon.methods.egress import remote_chat
 from daemon.presets import RewriteCleaner, presets, rewrite_messages
 from daemon.rpc import Call, Register
 
@@ -27,12 +29,12 @@ async def generate(
         if text:
             call.notify(event, {"id": call.id, "text": text})
 
-    if call.cancelled:
-        raise Cancelled("cancelled before it started")
     job = await app.scheduler.submit(
         model.name, engine, Path(model.path), call.client, job_params, on_delta
     )
     call.on_cancel.append(lambda: app.scheduler.cancel(job))
+    if call.cancelled:  # while it was prepared (history read): ends as if cancelled queued
+        app.scheduler.cancel(job)
     result: dict[str, Any] = await job.future
     if cleaner is not None:
         rest = cleaner.feed("", final=True)
@@ -43,7 +45,13 @@ async def generate(
 
 
 async def chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
-    return await generate(call, params, p.messages(params), "chat.delta")
+    turn = await history.begin_turn(call.app, params)  # replays the conversation, if any
+    if params.get("route", "local") != "local":
+        # never falls back to the local model
+        result = await remote_chat(call, {**params, "messages": turn.prompt})
+    else:
+        result = await generate(call, params, turn.prompt, "chat.delta")
+    return await history.finish_turn(turn, result)  # stored before the answer is sent
 
 
 async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from daemon.errors import InvalidParams
 from daemon.methods import params as p
 from daemon.rpc import Call, Register
 
@@ -16,7 +17,7 @@ async def list_models(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     models = await asyncio.to_thread(app.registry.list)
     out = []
     for model in models:
-        engines = ["llamacpp", "mlx"] if model.format == "gguf" else ["mlx"]
+        engines = await asyncio.to_thread(app.engines_for, model)
         out.append(
             {
                 **model.to_dict(),
@@ -55,9 +56,25 @@ async def remove(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     return info.to_dict()
 
 
+async def convert(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """A GGUF model → an MLX model folder beside it, registered as `<name>-mlx`."""
+    app = call.app
+    if params.get("to", "mlx") != "mlx":
+        raise InvalidParams("only conversion to mlx is supported", field="to")
+    model = app.registry.resolve(p.required_str(params, "model"))
+    if model.format != "gguf":
+        raise InvalidParams(f"{model.name} is already an MLX model", field="model")
+    from daemon.engine.convert import convert_gguf_to_mlx
+
+    target = app.paths.models / f"{model.name}-mlx"
+    await asyncio.to_thread(convert_gguf_to_mlx, Path(model.path), target)
+    return app.registry.resolve(target.name).to_dict()
+
+
 def register(add: Register) -> None:
     add("models.list", list_models)
     add("models.load", load)
     add("models.unload", unload)
     add("models.import", import_model)
     add("models.rm", remove)
+    add("models.convert", convert)

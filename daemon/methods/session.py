@@ -44,6 +44,10 @@ async def status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         "queue": app.scheduler.queue_depth(),
         "uptime_s": round(time.time() - app.started, 1),
         "keep_alive_s": app.config.keep_alive,
+        "network": {
+            "mode": app.egress.policy.mode.value,
+            "blocked": app.egress.guard.blocked_count,
+        },
     }
 
 

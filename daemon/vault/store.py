@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,21 @@ class Vault:
         """Store one message; it is on disk when this returns. Returns its id."""
         with self._write():
             return self._conversations.append(conv_id, role, content, time.time())
+
+    def add_turn(
+        self, conv_id: str | None, messages: Sequence[tuple[str, str]], title: str = ""
+    ) -> tuple[str, list[int]]:
+        """Store ``(role, content)`` messages in one transaction: all of them or none.
+
+        ``conv_id`` None starts a new conversation titled ``title``. Returns the
+        conversation's id and the new messages' ids.
+        """
+        with self._write():
+            now = time.time()
+            if conv_id is None:
+                conv_id = self._conversations.insert(title, now, now)
+            ids = [self._conversations.append(conv_id, r, c, now) for r, c in messages]
+            return conv_id, ids
 
     def set_title(self, conv_id: str, title: str) -> None:
         with self._write():

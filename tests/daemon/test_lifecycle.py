@@ -157,3 +157,25 @@ def test_cli_errors_are_one_line_and_a_nonzero_exit(home: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("hearth: no model named")
     finally:
         hearth(home, "down")
+
+
+def test_cli_import_refuses_garbage_and_accepts_a_real_model(home: Path, tmp_path: Path) -> None:
+    from daemon.engine.registry import default_model_path
+
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"GGUF" + os.urandom(4096))
+    real = tmp_path / "Copy.Q4_1.gguf"
+    source = default_model_path()
+    assert source
+    real.symlink_to(source)
+    try:
+        bad = hearth(home, "models", "import", str(garbage))
+        assert bad.returncode == 2 and bad.stderr.startswith("hearth: garbage.gguf is not a valid")
+        good = hearth(home, "models", "import", str(real))
+        assert good.returncode == 0, good.stderr
+        listed = hearth(home, "models", "list")
+        assert "copy.q4_1" in listed.stdout
+        assert hearth(home, "models", "rm", "copy.q4_1").returncode == 0
+        assert "copy.q4_1" not in hearth(home, "models", "list").stdout
+    finally:
+        hearth(home, "down")

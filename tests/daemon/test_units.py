@@ -70,7 +70,7 @@ def test_config_defaults_and_user_presets(tmp_path: Path) -> None:
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "config.toml"
     path.write_text(text)
-    with pytest.raises(ValueError, match="config.toml"):
+    with pytest.raises(ValueError, match=r"config\.toml"):
         Config.load(path)
 
 

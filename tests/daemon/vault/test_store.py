@@ -159,3 +159,21 @@ def test_appends_from_many_threads_are_all_stored_with_distinct_ids(vault: Vault
     stored = vault.get_conversation(conv)["messages"]
     assert sorted(ids) == [m["id"] for m in stored]
     assert len(set(ids)) == len({m["content"] for m in stored}) == 100
+
+
+def test_add_turn_stores_a_whole_turn_or_nothing(vault: Vault) -> None:
+    conv, ids = vault.add_turn(None, [("user", "hi"), ("assistant", "hello")], title="Greeting")
+    assert len(ids) == 2
+    got = vault.get_conversation(conv)
+    assert got["title"] == "Greeting"
+    assert [(m["id"], m["role"], m["content"]) for m in got["messages"]] == [
+        (ids[0], "user", "hi"),
+        (ids[1], "assistant", "hello"),
+    ]
+    _, more = vault.add_turn(conv, [("user", "again")])
+    assert [m["id"] for m in vault.get_conversation(conv)["messages"]] == [*ids, *more]
+
+    with pytest.raises(NotFound):
+        vault.add_turn("no-such-id", [("user", "lost")])
+    assert len(vault.list_conversations()) == 1
+    assert vault.search("lost") == []

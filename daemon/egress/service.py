@@ -1,0 +1,262 @@
+"""The daemon's egress, assembled: socket guard, secrets, audit log, settings, gateway.
+
+Built first in serve(), so the guard is up before anything else runs, and closed last,
+which writes the shutdown checkpoint. If the audit log cannot be used — it failed
+verification, or its keys are out of reach — the daemon still starts, but every outbound
+call is refused with the reason: a call that cannot be recorded does not go out. The
+log is kept as evidence; the user moves it aside to begin a new one.
+
+Files, under the data dir's ``egress/``: ``audit.log`` (one sealed record per line),
+``secrets.json`` (which secret store this home uses) and, without a keychain, ``sealed/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from daemon.egress import guard
+from daemon.egress.audit import AuditLog
+from daemon.egress.gateway import Gateway
+from daemon.egress.policy import Policy
+from daemon.egress.remote import RemoteChat
+from daemon.egress.secrets import Secrets, open_secrets
+from daemon.egress.settings import NetworkSettings, Remote, load_settings, save_settings
+from daemon.egress.store import FileRecordStore, SealedRecordStore, SecretCheckpointStore
+from daemon.egress.verify import verify
+from daemon.errors import Cancelled, HearthError, IntegrityError, InvalidParams
+from daemon.paths import Paths
+
+log = logging.getLogger(__name__)
+
+SIGNING_KEY = "audit-signing-key"
+LOG_KEY = "audit-log-key"
+API_KEY = "remote-api-key"
+CLOSE_WAIT = 10.0  # seconds close() waits for calls in flight to end
+T = TypeVar("T")
+
+
+def _signing_key(secrets: Secrets) -> Ed25519PrivateKey:
+    raw = secrets.get(SIGNING_KEY)
+    if raw is None:
+        key = Ed25519PrivateKey.generate()
+        raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        secrets.put(SIGNING_KEY, raw)
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def _log_key(secrets: Secrets) -> bytes:
+    """The AES-256 key the log's records are sealed with."""
+    key = secrets.get(LOG_KEY)
+    if key is None:
+        key = os.urandom(32)
+        secrets.put(LOG_KEY, key)
+    return key
+
+
+class Egress:
+    """Everything outbound, for the daemon's methods: status, policy, log, calls."""
+
+    def __init__(self, folder: Path, settings_file: Path, *, checkpoint_every: int = 64) -> None:
+        self.guard = guard.install()  # first: nothing else may open a socket unguarded
+        self.folder = folder
+        self.closing = threading.Event()
+        self._settings_file = settings_file
+        self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self.settings, self.settings_problem = load_settings(settings_file)
+        self.secrets: Secrets | None = None
+        self._store: SealedRecordStore | None = None
+        self._checkpoints: SecretCheckpointStore | None = None
+        self._public: Ed25519PublicKey | None = None
+        self.audit: AuditLog | None = None
+        self.gateway: Gateway | None = None
+        self.failure: HearthError | None = None
+        try:
+            self._open_log(checkpoint_every)
+        except HearthError as exc:
+            self.failure = exc
+            log.error("outbound calls are disabled: %s", exc.message)
+        if self.audit is not None:
+            self.gateway = Gateway(self.settings.policy, self.audit)
+            self.guard.set_sink(self.audit.append)
+        if self.settings_problem:
+            log.error("%s", self.settings_problem)
+
+    def _open_log(self, checkpoint_every: int) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.secrets = open_secrets(self.folder)
+        key = _signing_key(self.secrets)
+        self._public = key.public_key()
+        records = FileRecordStore(self.folder / "audit.log")
+        self._store = SealedRecordStore(records, _log_key(self.secrets))
+        self._checkpoints = SecretCheckpointStore(self.secrets)
+        self.audit = AuditLog(
+            self._store, self._checkpoints, key, checkpoint_every=checkpoint_every
+        )
+
+    # -- calls -------------------------------------------------------------------------
+
+    def usable_gateway(self) -> Gateway:
+        """The gateway, or the reason outbound calls are off."""
+        if self.closing.is_set():
+            raise Cancelled("the daemon is shutting down")
+        if self.gateway is None:
+            raise self._disabled()
+        return self.gateway
+
+    def run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one piece of outbound work (in a worker thread); close() waits for it, so
+        the log gets the outcome of every call that started."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return work(*args, **kwargs)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _disabled(self) -> HearthError:
+        failure = self.failure or HearthError("the audit log is not open")
+        fix = ""
+        if isinstance(failure, IntegrityError) and failure.data.get("problem"):
+            fix = f" (the log is {self.folder / 'audit.log'})"
+        return type(failure)(
+            f"outbound calls are off because the audit log cannot be used: {failure.message}" + fix,
+            **failure.data,
+        )
+
+    def remote_client(self, model: str | None) -> tuple[RemoteChat, str]:
+        """The configured remote server's client and the model to ask (``model`` or the
+        configured one). Raises when none is configured: there is no silent fallback."""
+        remote = self.settings.remote
+        if remote is None:
+            raise InvalidParams(
+                "no remote model server is configured: set one with "
+                "`hearth net remote URL --model NAME` (route 'remote' never falls back to local)",
+                field="route",
+            )
+        gateway = self.usable_gateway()
+        assert self.secrets is not None
+        key = self.secrets.get(API_KEY)
+        client = RemoteChat(gateway, remote.url, api_key=key.decode() if key else None)
+        return client, model or remote.model
+
+    # -- settings ----------------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self.settings.policy
+
+    def _save(self, settings: NetworkSettings) -> None:
+        save_settings(self._settings_file, settings)
+        self.settings, self.settings_problem = settings, None
+        if self.gateway is not None:
+            self.gateway.policy = settings.policy
+
+    def set_policy(self, policy: Policy) -> None:
+        with self._lock:
+            self._save(replace(self.settings, policy=policy))
+
+    def set_remote(self, remote: Remote | None, api_key: str | None) -> None:
+        """Configure (or with None, forget) the remote server; ``api_key`` "" deletes the
+        stored key, None keeps it."""
+        with self._lock:
+            if self.secrets is None:
+                raise self._disabled()
+            if remote is None or api_key == "":
+                self.secrets.delete(API_KEY)
+            elif api_key is not None:
+                self.secrets.put(API_KEY, api_key.encode())
+            self._save(replace(self.settings, remote=remote))
+
+    # -- the log -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        remote = self.settings.remote
+        secrets = self.secrets
+        has_key = remote is not None and secrets is not None and bool(secrets.get(API_KEY))
+        return {
+            "mode": str(self.policy.mode),
+            "rules": [{"host": r.host, "caller": r.caller} for r in self.policy.rules],
+            "blocked": self.guard.blocked_count,
+            "blocked_unrecorded": self.guard.sink_failures,
+            "audit": {
+                "ok": self.failure is None,
+                "entries": self.audit.count if self.audit else None,
+                "problem": self.failure.message if self.failure else None,
+                "secrets": self.secrets.kind if self.secrets else None,
+            },
+            "settings_problem": self.settings_problem,
+            "remote": {"url": remote.url, "model": remote.model, "api_key_set": has_key}
+            if remote
+            else None,
+        }
+
+    def entries(
+        self, since: float | None = None, caller: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The most recent ``limit`` entries that match, oldest first (also from a log that
+        failed verification: what it holds is still worth reading)."""
+        if self._store is None:
+            raise self._disabled()
+        found: list[dict[str, Any]] = []
+        for raw in self._store.records():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or record.get("type") != "entry":
+                continue
+            when = record.get("time")
+            if since is not None and not (isinstance(when, int | float) and when >= since):
+                continue
+            if caller is None or record.get("caller") == caller:
+                found.append(record)
+        return found[-limit:] if limit else []
+
+    def verify(self) -> dict[str, Any]:
+        if self._store is None or self._public is None or self._checkpoints is None:
+            message = self._disabled().message
+            return {"ok": False, "problem": "unavailable", "bad_seq": None, "detail": message,
+                    "summary": message}  # fmt: skip
+        started = time.monotonic()
+        result = verify(self._store, self._public, self._checkpoints)
+        return {
+            **result.to_dict(),
+            "summary": result.summary(),
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+
+    def close(self) -> None:
+        """Refuse new calls, stop recording refusals, write the shutdown checkpoint."""
+        self.closing.set()  # pulls and streamed answers stop at their next chunk
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, CLOSE_WAIT)
+        self.guard.set_sink(None)
+        if self.gateway is not None:
+            self.gateway.close()
+        if self.audit is not None:
+            self.audit.close()
+
+
+@contextmanager
+def open_egress(paths: Paths) -> Iterator[Egress]:
+    egress = Egress(paths.data / "egress", paths.config / "network.json")
+    try:
+        yield egress
+    finally:
+        egress.close()

@@ -1,0 +1,234 @@
+"""net.*, audit.*, models.pull and chat's ``route: "remote"``: the egress over the protocol.
+
+Outbound calls block (the gateway is a synchronous client), so they run in worker
+threads; their progress and deltas are handed back to the event loop to be sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from daemon.egress import guard
+from daemon.egress.install import pull_model
+from daemon.egress.pull import DEFAULT_ENDPOINT
+from daemon.egress.service import Egress
+from daemon.egress.settings import Remote
+from daemon.errors import Cancelled, InvalidParams
+from daemon.methods import params as p
+from daemon.rpc import Call, Register
+
+TEST_HOOKS = "HEARTH_TEST_HOOKS"
+PROGRESS_INTERVAL = 0.1  # seconds between models.pull.progress notifications
+
+
+def _egress(call: Call) -> Egress:
+    return call.app.egress
+
+
+def _sender(call: Call, method: str) -> Callable[[dict[str, Any]], None]:
+    """notify() for worker threads: the notification is sent from the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def send(params: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(call.notify, method, {"id": call.id, **params})
+
+    return send
+
+
+def _stop_flag(call: Call, egress: Egress) -> Callable[[], bool]:
+    """Whether the request was cancelled or the daemon is shutting down."""
+    cancelled = threading.Event()
+    call.on_cancel.append(cancelled.set)
+    if call.cancelled:
+        cancelled.set()
+    return lambda: cancelled.is_set() or egress.closing.is_set()
+
+
+# -- net.* -------------------------------------------------------------------------------
+
+
+async def net_status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    return _egress(call).status()
+
+
+async def net_set_mode(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    egress = _egress(call)
+    egress.set_policy(egress.policy.with_mode(p.required_str(params, "mode")))
+    return egress.status()
+
+
+def _rule(params: dict[str, Any]) -> tuple[str, str]:
+    return p.required_str(params, "host"), p.optional_str(params, "caller") or "*"
+
+
+async def net_allow(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    egress = _egress(call)
+    egress.set_policy(egress.policy.allow(*_rule(params)))
+    return egress.status()
+
+
+async def net_revoke(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    egress = _egress(call)
+    policy = egress.policy.revoke(*_rule(params))
+    revoked = policy != egress.policy
+    egress.set_policy(policy)
+    return {**egress.status(), "revoked": revoked}
+
+
+async def net_remote(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """Configure the remote server ({url, model, api_key?}); {url: null} forgets it."""
+    egress = _egress(call)
+    url = p.optional_str(params, "url")
+    api_key = p.optional_str(params, "api_key")
+    remote = Remote(url, p.required_str(params, "model")) if url else None
+    await asyncio.to_thread(egress.set_remote, remote, api_key)
+    return egress.status()
+
+
+# -- audit.* -----------------------------------------------------------------------------
+
+
+async def audit_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    since = params.get("since")
+    if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
+        raise InvalidParams("since must be a time in seconds since the epoch", field="since")
+    limit = params.get("limit", 1000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
+        raise InvalidParams("limit must be an integer from 1 to 1000000", field="limit")
+    caller = p.optional_str(params, "caller")
+    entries = await asyncio.to_thread(_egress(call).entries, since, caller, limit)
+    return {"entries": entries}
+
+
+async def audit_verify(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    return await asyncio.to_thread(_egress(call).verify)
+
+
+# -- models.pull -------------------------------------------------------------------------
+
+
+async def models_pull(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """Pull a GGUF file from a hub; streams models.pull.progress {id, done, total}."""
+    egress = _egress(call)
+    repo = p.required_str(params, "repo")
+    file = p.optional_str(params, "file")
+    revision = p.optional_str(params, "revision") or "main"
+    sha256 = p.optional_str(params, "sha256")
+    endpoint = p.optional_str(params, "endpoint") or DEFAULT_ENDPOINT
+    gateway = egress.usable_gateway()
+    send = _sender(call, "models.pull.progress")
+    stopped = _stop_flag(call, egress)
+    last = 0.0
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal last
+        if stopped():
+            raise Cancelled("the pull was stopped; pull again to resume where it stopped")
+        now = time.monotonic()
+        if now - last >= PROGRESS_INTERVAL or done == total:
+            last = now
+            send({"done": done, "total": total})
+
+    info, pulled = await asyncio.to_thread(
+        egress.run, pull_model, gateway, call.app.registry, repo, file, revision=revision,
+        endpoint=endpoint, expected_sha256=sha256, progress=progress,
+    )  # fmt: skip
+    return {**info.to_dict(), "repo": repo, "file": pulled, "revision": revision}
+
+
+# -- chat with route "remote" ------------------------------------------------------------
+
+
+async def remote_chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """A chat answered by the configured remote server, through the gateway. Called by
+    chat for any route other than "local"; there is never a fallback to the local model."""
+    route = params.get("route")
+    if route != "remote":
+        raise InvalidParams("route must be 'local' or 'remote'", field="route")
+    messages = p.messages(params)
+    options = p.generation_options(params)
+    egress = _egress(call)
+    client, model = egress.remote_client(p.optional_str(params, "model"))
+    send = _sender(call, "chat.delta")
+    stopped = _stop_flag(call, egress)
+    pieces: list[str] = []
+
+    def on_delta(text: str) -> None:
+        if stopped():
+            raise Cancelled("cancelled")
+        pieces.append(text)
+        send({"text": text})
+
+    if stopped():
+        raise Cancelled("cancelled before it started")
+    started = time.monotonic()
+    try:
+        answer = await asyncio.to_thread(
+            egress.run, client.complete, messages, model=model, options=options, on_delta=on_delta
+        )
+        text, finish, answered_by, usage = (
+            answer.text, answer.finish_reason, answer.model or model, answer.usage or {},
+        )  # fmt: skip
+    except Cancelled:
+        text, finish, answered_by, usage = "".join(pieces), "cancelled", model, {}
+    return {
+        "text": text,
+        "finish_reason": finish or "stop",
+        "model": answered_by,
+        "engine": "remote",
+        "route": "remote",
+        "host": client.host,
+        "tokens": {
+            "prompt": usage.get("prompt_tokens"),
+            "completion": usage.get("completion_tokens"),
+        },
+        "timings": {"total_ms": round((time.monotonic() - started) * 1000, 1)},
+    }
+
+
+# -- test hook ---------------------------------------------------------------------------
+
+
+async def phone_home(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """Reach out the way a dependency might, outside the gateway. Registered only when
+    HEARTH_TEST_HOOKS=1: the tests use it to show the guard refuses and records it."""
+    how = p.required_str(params, "how")
+    host = p.required_str(params, "host")
+    port = params.get("port", 80)
+    if how not in ("urlopen", "connect"):
+        raise InvalidParams("how must be urlopen or connect", field="how")
+
+    def attempt() -> None:
+        if how == "urlopen":
+            urllib.request.urlopen(f"http://{host}:{port}/", timeout=5).close()
+        else:
+            socket.create_connection((host, port), timeout=5).close()
+
+    try:
+        await asyncio.to_thread(attempt)
+    except OSError as exc:
+        blocked = isinstance(exc, guard.EgressBlocked) or isinstance(
+            getattr(exc, "reason", None), guard.EgressBlocked
+        )
+        return {"connected": False, "error": type(exc).__name__, "blocked": blocked}
+    return {"connected": True, "error": None, "blocked": False}
+
+
+def register(add: Register) -> None:
+    add("net.status", net_status)
+    add("net.set_mode", net_set_mode)
+    add("net.allow", net_allow)
+    add("net.revoke", net_revoke)
+    add("net.remote", net_remote)
+    add("audit.list", audit_list)
+    add("audit.verify", audit_verify)
+    add("models.pull", models_pull)
+    if os.environ.get(TEST_HOOKS) == "1":
+        add("debug.phone_home", phone_home)

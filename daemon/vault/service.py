@@ -1,0 +1,254 @@
+"""The daemon's vault: opened at start when it can be, otherwise locked with the way out.
+
+- A keychain-protected vault opens at start (and is retried on use if the keychain was
+  unreachable then). With no vault yet, one is created under the keychain — unless
+  ``keyring`` offers no backend that keeps secrets (a headless box): then there is no
+  vault, never a key file, until the user runs ``hearth vault init --passphrase``.
+- A passphrase-protected vault stays locked until ``vault.unlock``, then stays open for
+  the daemon's lifetime. The passphrase itself is never kept, logged or echoed.
+
+``require()`` gives the open vault or raises ``VaultLocked`` saying what to do. Every
+method here is synchronous and thread-safe: the daemon calls them with
+``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import HearthError, InvalidParams, VaultLocked
+from daemon.vault.keys import KeychainKeySource, KeySource, PassphraseKeySource
+from daemon.vault.store import Vault
+
+log = logging.getLogger(__name__)
+
+# The settings the daemon knows, with their defaults; their values live in the vault.
+SETTINGS: dict[str, Any] = {"keep_history": True, "retention_days": None}
+PURGE_INTERVAL = 3600.0  # seconds between retention sweeps (one also runs at start)
+STORE_FALSE = 'Chats sent with "store": false still work meanwhile.'
+
+
+def known_setting(key: str) -> str:
+    if key not in SETTINGS:
+        raise InvalidParams(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}", field="key")
+    return key
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """``value`` if it is valid for the known setting ``key``; InvalidParams otherwise."""
+    known_setting(key)
+    if key == "keep_history" and not isinstance(value, bool):
+        raise InvalidParams("keep_history must be true or false", field="value")
+    if key == "retention_days" and value is not None:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not 0 < value <= 36500:
+            raise InvalidParams(
+                "retention_days must be null (keep forever) or a number of days from 0 to 36500",
+                field="value",
+            )
+    return value
+
+
+def _not_initialized(cause: VaultLocked) -> VaultLocked:
+    offered = cause.data.get("backend")
+    why = f"keyring offers only {offered}" if offered else cause.message
+    return VaultLocked(
+        "There is no vault to keep conversations in, and no usable OS keychain to protect "
+        f"one ({why}). Run `hearth vault init --passphrase` to keep them encrypted under a "
+        f"passphrase. {STORE_FALSE}",
+        reason="not_initialized",
+        keychain=cause.data.get("reason"),
+    )
+
+
+def _passphrase_locked() -> VaultLocked:
+    return VaultLocked(
+        "The vault is locked: it is protected by a passphrase. Run `hearth vault unlock` "
+        f"to open it. {STORE_FALSE}",
+        reason="passphrase_locked",
+    )
+
+
+class VaultService:
+    """Owns the daemon's one ``Vault`` (or the reason there is none open).
+
+    ``keychain`` builds the keychain key source; tests may swap it.
+    """
+
+    def __init__(self, path: Path, keychain: Callable[[], KeySource] = KeychainKeySource) -> None:
+        self.path = path
+        self._keychain = keychain
+        self._lock = threading.Lock()
+        self._vault: Vault | None = None
+        self._why: HearthError | None = None  # why it is not open
+        self._closed = False
+
+    # -- state -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open (or create) a keychain vault; a passphrase vault waits for ``unlock``."""
+        with self._lock:
+            self._open_with_keychain()
+
+    def require(self) -> Vault:
+        """The open vault, or VaultLocked saying why not and what to do."""
+        with self._lock:
+            if self._vault is None and not self._closed:
+                self._open_with_keychain()  # the keychain may be reachable by now
+            if self._vault is None:
+                raise self._locked()
+            return self._vault
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            if self._vault is None and not self._closed:
+                self._open_with_keychain()  # report what is true now
+            try:
+                protection = Vault.protection(self.path)
+            except HearthError:
+                protection = None
+            locked = None if self._vault is not None else self._locked()
+            return {
+                "path": str(self.path),
+                "initialized": protection is not None,
+                "locked": locked is not None,
+                "protection": protection,
+                "reason": locked.data.get("reason") if locked else None,
+                "message": locked.message if locked else None,
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._vault is not None:
+                self._vault.close()
+                self._vault = None
+            self._why = VaultLocked("The daemon is shutting down.", reason="closed")
+
+    # -- key management ----------------------------------------------------------------
+
+    def init(self, passphrase: str | None) -> None:
+        """Create the vault: under ``passphrase``, or under the OS keychain when None."""
+        with self._lock:
+            if Vault.is_initialized(self.path):
+                raise InvalidParams(
+                    "A vault already exists. To protect it differently, use "
+                    "`hearth vault rotate` (with --passphrase for a passphrase).",
+                    reason="exists",
+                )
+            source = self._keychain() if passphrase is None else _passphrase(passphrase)
+            self._vault, self._why = Vault.create(self.path, source), None
+            log.info("vault created (%s)", source.kind)
+
+    def unlock(self, passphrase: str | None) -> None:
+        """Open a locked vault; a wrong passphrase raises WrongPassphrase and changes nothing."""
+        with self._lock:
+            if self._vault is not None:
+                return
+            protection = Vault.protection(self.path)
+            if protection is None:
+                raise _not_initialized(VaultLocked("there is no vault yet"))
+            if protection == "passphrase":
+                if passphrase is None:
+                    raise InvalidParams("this vault needs its passphrase", field="passphrase")
+                self._vault, self._why = Vault.open(self.path, _passphrase(passphrase)), None
+            else:
+                self._vault, self._why = Vault.open(self.path, self._keychain()), None
+            log.info("vault unlocked (%s)", protection)
+
+    def rotate(self, passphrase: str | None, keychain: bool, reencrypt: bool) -> None:
+        """Protect the open vault with a new key-encryption key (and maybe new data keys)."""
+        vault = self.require()
+        if passphrase is not None and keychain:
+            raise InvalidParams("give a new passphrase or keychain, not both", field="keychain")
+        if passphrase is None and not keychain and vault.key_kind == "passphrase":
+            raise InvalidParams(
+                "a passphrase vault is rotated to a new passphrase (or to the keychain)",
+                field="passphrase",
+            )
+        source = self._keychain() if passphrase is None else _passphrase(passphrase)
+        vault.rotate(source, reencrypt=reencrypt)
+        log.info("vault rotated to %s%s", source.kind, " (re-encrypted)" if reencrypt else "")
+
+    # -- settings and retention --------------------------------------------------------
+
+    def setting(self, key: str) -> Any:
+        return self.require().get_setting(key, SETTINGS[key])
+
+    def purge_expired(self) -> int:
+        """Crypto-shred conversations older than ``retention_days``; how many. 0 if locked."""
+        with self._lock:
+            vault = self._vault
+        if vault is None:
+            return 0
+        days = vault.get_setting("retention_days", None)
+        return 0 if days is None else vault.purge_older_than(float(days))
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _open_with_keychain(self) -> None:
+        before = self._reason()
+        try:
+            protection = Vault.protection(self.path)
+            if protection == "passphrase":
+                self._why = _passphrase_locked()
+                if before != "passphrase_locked":
+                    log.info("vault locked: it waits for its passphrase (`hearth vault unlock`)")
+                return
+            source = self._keychain()
+            if protection is None:
+                self._vault = Vault.create(self.path, source)
+                log.info("vault created (keychain)")
+            else:
+                self._vault = Vault.open(self.path, source)
+                log.info("vault opened (keychain)")
+            self._why = None
+        except VaultLocked as exc:
+            uninitialized = exc.data.get("reason") == "no_keychain" and not Vault.is_initialized(
+                self.path
+            )
+            self._why = _not_initialized(exc) if uninitialized else exc
+        except HearthError as exc:  # a damaged header, a full disk
+            self._why = exc
+        except Exception as exc:  # unreadable file, … : the daemon runs on without history
+            self._why = VaultLocked(
+                f"The vault could not be opened ({type(exc).__name__}: {exc}). {STORE_FALSE}",
+                reason="open_failed",
+            )
+        if self._why is not None and self._reason() != before:  # once, not on every retry
+            log.warning("vault not open: %s", self._reason())
+
+    def _reason(self) -> str | None:
+        return None if self._why is None else str(self._why.data.get("reason", self._why.kind))
+
+    def _locked(self) -> VaultLocked:
+        why = self._why or VaultLocked("The vault is not open.", reason="locked")
+        if isinstance(why, VaultLocked):
+            return VaultLocked(why.message, **why.data)  # a fresh one per request
+        data = {**why.data, "reason": why.data.get("reason", why.kind)}
+        return VaultLocked(f"The vault cannot be opened: {why.message} {STORE_FALSE}", **data)
+
+
+def _passphrase(passphrase: str) -> PassphraseKeySource:
+    if not passphrase:
+        raise InvalidParams("the passphrase must not be empty", field="passphrase")
+    return PassphraseKeySource(passphrase)
+
+
+async def keep_retention(service: VaultService, interval: float = PURGE_INTERVAL) -> None:
+    """Crypto-shred expired conversations now and every ``interval`` seconds, forever."""
+    while True:
+        try:
+            purged = await asyncio.to_thread(service.purge_expired)
+            if purged:
+                log.info("retention: crypto-shredded %d expired conversation(s)", purged)
+        except HearthError as exc:
+            log.warning("retention sweep failed: %s", exc.kind)
+        except Exception as exc:  # keep sweeping; never log record contents
+            log.warning("retention sweep failed: %s", type(exc).__name__)
+        await asyncio.sleep(interval)

@@ -1,0 +1,168 @@
+"""The gateway: every call judged by the policy, audited before and after, bytes counted."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from daemon.egress.audit import AuditLog
+from daemon.egress.gateway import Gateway
+from daemon.egress.policy import Mode, Policy
+from daemon.errors import EgressDenied, EgressFailed, InvalidParams
+
+from .conftest import QuietHandler, Serve
+from .helpers import calls, read_entries
+
+
+class Recorder(QuietHandler):
+    """Answers every request with a fixed body and remembers what it was sent."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+    body = b"x" * 3000
+
+    def do_GET(self) -> None:
+        self.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        self.send_body(200, self.body, Set_Cookie="session=tracking; Path=/")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.do_GET()
+
+
+@pytest.fixture
+def recorder(serve: Serve) -> str:
+    Recorder.seen = []
+    return serve(Recorder)
+
+
+def test_an_allowed_call_is_answered_and_audited_as_intent_then_outcome(
+    gateway: Gateway, recorder: str, log_path: Path
+) -> None:
+    reply = gateway.request(
+        "remote.chat",
+        "test call",
+        "POST",
+        f"{recorder}/v1/items?api_key=QUERYSECRET",
+        headers={"X-Api-Key": "HEADERSECRET"},
+        content=b"BODYSECRET" * 10,
+    )
+    assert (reply.status, reply.content) == (200, Recorder.body)
+    intent, outcome = read_entries(log_path)
+    assert intent["phase"] == "intent" and intent["decision"] == "allow"
+    assert intent["rule"] == "127.0.0.1 for *" and intent["purpose"] == "test call"
+    assert (intent["method"], intent["scheme"], intent["host"], intent["path"]) == (
+        "POST",
+        "http",
+        "127.0.0.1",
+        "/v1/items",
+    )
+    assert outcome["phase"] == "outcome" and outcome["intent"] == intent["seq"]
+    assert (outcome["status"], outcome["bytes_up"], outcome["bytes_down"]) == (200, 100, 3000)
+    assert outcome["duration_ms"] >= 0 and outcome["error"] is None
+    logged = log_path.read_text()
+    for secret in ("QUERYSECRET", "HEADERSECRET", "BODYSECRET", "api_key"):
+        assert secret not in logged
+
+
+def test_a_denied_call_never_reaches_the_server_and_is_audited_with_its_refusal(
+    audit: AuditLog, recorder: str, log_path: Path
+) -> None:
+    gateway = Gateway(Policy(), audit)
+    with pytest.raises(EgressDenied, match="Hearth is offline"):
+        gateway.request("models.pull", "test call", "GET", f"{recorder}/file")
+    assert Recorder.seen == []
+    assert calls(log_path) == [
+        ("intent", "GET", "/file", "deny"),
+        ("outcome", "GET", "/file", None),
+    ]
+    assert read_entries(log_path)[1]["error"] == "EgressDenied"
+
+
+class Redirect(QuietHandler):
+    target = ""
+
+    def do_GET(self) -> None:
+        self.send_body(302, b"", Location=f"{self.target}/landed")
+
+
+def test_each_redirect_hop_is_judged_so_a_hop_to_an_unallowed_host_is_refused(
+    gateway: Gateway, serve: Serve, recorder: str, log_path: Path
+) -> None:
+    Redirect.target = recorder.replace("127.0.0.1", "localhost")  # not in the policy
+    start = serve(Redirect)
+    with pytest.raises(EgressDenied, match="no rule allows it"):
+        gateway.request("models.pull", "test call", "GET", f"{start}/start")
+    assert Recorder.seen == []
+    assert calls(log_path) == [
+        ("intent", "GET", "/start", "allow"),
+        ("outcome", "GET", "/start", 302),
+        ("intent", "GET", "/landed", "deny"),
+        ("outcome", "GET", "/landed", None),
+    ]
+
+
+def test_a_redirect_to_another_origin_drops_credentials_but_keeps_the_range(
+    audit: AuditLog, serve: Serve, recorder: str
+) -> None:
+    Redirect.target = recorder.replace("127.0.0.1", "localhost")
+    start = serve(Redirect)
+    policy = Policy(Mode.ALLOW_LISTED).allow("127.0.0.1", "models.pull").allow("localhost", "*")
+    gateway = Gateway(policy, audit)
+    headers = {"Authorization": "Bearer hf_secret", "Range": "bytes=10-"}
+    reply = gateway.request("models.pull", "test call", "GET", f"{start}/start", headers=headers)
+    assert reply.status == 200 and reply.url.endswith("/landed")
+    (landed,) = Recorder.seen
+    assert "authorization" not in landed and landed["range"] == "bytes=10-"
+
+
+def test_cookies_from_one_call_are_never_sent_on_the_next(gateway: Gateway, recorder: str) -> None:
+    gateway.request("remote.chat", "first", "GET", f"{recorder}/a")
+    gateway.request("remote.chat", "second", "GET", f"{recorder}/b")
+    assert [seen.get("cookie") for seen in Recorder.seen] == [None, None]
+
+
+def test_a_host_that_cannot_be_reached_fails_with_egress_failed_and_is_audited(
+    gateway: Gateway, log_path: Path
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(EgressFailed, match=r"could not reach 127\.0\.0\.1: ConnectError"):
+        gateway.request("remote.chat", "test call", "GET", f"http://127.0.0.1:{port}/")
+    outcome = read_entries(log_path)[-1]
+    assert (outcome["status"], outcome["error"], outcome["bytes_down"]) == (None, "ConnectError", 0)
+
+
+def test_a_stream_is_audited_when_its_block_ends_with_the_bytes_read_and_any_error(
+    gateway: Gateway, recorder: str, log_path: Path
+) -> None:
+    with gateway.stream("models.pull", "test call", "GET", f"{recorder}/big") as stream:
+        received = sum(len(chunk) for chunk in stream.iter_bytes(1000))
+    assert received == stream.bytes_down == 3000
+    with (
+        pytest.raises(KeyboardInterrupt),
+        gateway.stream("models.pull", "test call", "GET", f"{recorder}/big"),
+    ):
+        raise KeyboardInterrupt
+    first, second = (e for e in read_entries(log_path) if e["phase"] == "outcome")
+    assert (first["bytes_down"], first["error"]) == (3000, None)
+    assert second["error"] == "KeyboardInterrupt"
+
+
+def test_an_answer_over_the_size_limit_is_refused(gateway: Gateway, recorder: str) -> None:
+    with pytest.raises(EgressFailed, match="over 1000 bytes"):
+        gateway.request("remote.chat", "test call", "GET", f"{recorder}/", max_body=1000)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/file", "file:///etc/passwd", "http://user:pw@127.0.0.1/", "not a url"]
+)
+def test_urls_that_are_not_plain_http_are_refused_before_anything_is_logged(
+    gateway: Gateway, audit: AuditLog, url: str
+) -> None:
+    with pytest.raises(InvalidParams):
+        gateway.request("remote.chat", "test call", "GET", url)
+    assert audit.count == 0
