@@ -233,7 +233,7 @@ class Lane:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def run(kills: int, lanes: int = 2, seed: int | None = None) -> Report:
+def run(kills: int, lanes: int = 2, seed: int | None = None, progress: bool = False) -> Report:
     """``kills`` daemon lives ended by SIGKILL, spread over ``lanes`` homes."""
     seed = random.randrange(2**32) if seed is None else seed
     started = time.monotonic()
@@ -246,6 +246,9 @@ def run(kills: int, lanes: int = 2, seed: int | None = None) -> Report:
         try:
             for _ in range(count):
                 lane.life(model_turn)
+                done = sum(w.report.kills for w in workers)
+                if progress and done % 100 == 0:
+                    print(f"{done} kills, {time.monotonic() - started:.0f} s", file=sys.stderr)
             lane.finish()
         except BaseException as exc:  # reported by the caller's thread
             errors.append(exc)
@@ -278,7 +281,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int)
     args = parser.parse_args()
     seed = random.randrange(2**32) if args.seed is None else args.seed
-    r = run(args.kills, args.lanes, seed)
+    r = run(args.kills, args.lanes, seed, progress=True)
     print(f"seed {seed}, {args.lanes} lanes")
     print(f"kills                     {r.kills} ({r.mid_stream} mid-stream, after an answer)")
     print(f"answers acknowledged      {r.acked} (all must be stored)")

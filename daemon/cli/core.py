@@ -24,6 +24,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
         history.append({"role": "system", "content": args.system})
     base: dict[str, Any] = {"model": args.model, "options": common.options(args)}
     base.update(store=not args.no_store, conversation_id=args.conversation)
+    if base["store"] and args.conversation is None:
+        vault = client.call("vault.status")
+        if vault["locked"]:  # say so, then chat without history rather than not at all
+            print(f"hearth: this chat will not be kept. {vault['message']}", file=sys.stderr)
+            base["store"] = False
     if args.prompt:
         history.append({"role": "user", "content": " ".join(args.prompt)})
         _continue_in(base, common.stream(client, "chat", {**base, "messages": history}))

@@ -179,3 +179,17 @@ def test_cli_import_refuses_garbage_and_accepts_a_real_model(home: Path, tmp_pat
         assert "copy.q4_1" not in hearth(home, "models", "list").stdout
     finally:
         hearth(home, "down")
+
+
+def test_cli_chat_without_a_usable_vault_says_so_and_still_answers(home: Path) -> None:
+    env = {**os.environ, "HEARTH_HOME": str(home),
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}  # fmt: skip
+    run = [sys.executable, "-m", "daemon"]
+    try:
+        out = subprocess.run([*run, "chat", "--max-tokens", "4", "hi"], env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip()
+        assert "will not be kept" in out.stderr and "vault init --passphrase" in out.stderr
+    finally:
+        subprocess.run([*run, "down"], env=env, capture_output=True, timeout=60)
