@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import mlx.core  # noqa: F401  - the suite needs MLX (mlx[cpu] on Linux)
 import pytest
-
-pytest.importorskip("mlx.core")
 
 from daemon.engine.backend import Backend, Sampling
 from daemon.engine.gguf import read_gguf

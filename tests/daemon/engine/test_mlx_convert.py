@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlx.core  # noqa: F401  - the suite needs MLX (mlx[cpu] on Linux)
 import pytest
-
-pytest.importorskip("mlx.core")
 
 from daemon.engine.backend import Sampling
 from daemon.engine.convert import convert_gguf_to_mlx

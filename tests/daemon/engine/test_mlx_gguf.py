@@ -30,8 +30,7 @@ TEXTS = [
 
 
 def _mlx() -> ModuleType:
-    """The MLX backend module; these tests skip where MLX is not installed."""
-    pytest.importorskip("mlx.core")
+    """The MLX backend module, imported only by the tests that run MLX."""
     from daemon.engine import mlx
 
     return mlx
@@ -111,7 +110,8 @@ def test_a_truncated_copy_of_the_default_model_is_refused(tmp_path: Path) -> Non
 
 
 def test_tokenizer_matches_llama_cpp(info: GGUFInfo) -> None:
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp
+
     tokenizer = gguf_tokenizer(info)
     llm = llama_cpp.Llama(str(default_gguf()), n_ctx=256, verbose=False, vocab_only=True)
     for text in TEXTS:

@@ -10,10 +10,9 @@ llama.cpp's own choice at that step.
 
 from __future__ import annotations
 
+import mlx.core  # noqa: F401  - the suite needs MLX (mlx[cpu] on Linux)
 import numpy as np
 import pytest
-
-pytest.importorskip("mlx.core")
 
 from daemon.engine.convert import convert_gguf_to_mlx
 from daemon.engine.mlx import MLXBackend, load
@@ -54,7 +53,8 @@ def test_llama_cpp_on_the_exact_weights_generates_the_same_tokens(
     prompts: list[list[int]],
     gguf_tokens: list[list[int]],
 ) -> None:
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp
+
     exact = dequantized_gguf(default_gguf(), tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf")
     llm = llama_cpp.Llama(str(exact), n_ctx=2048, verbose=False, type_k=0, type_v=0)
     try:
@@ -68,7 +68,8 @@ def test_llama_cpp_on_the_exact_weights_generates_the_same_tokens(
 def test_llama_cpp_on_the_q4_1_file_picks_the_same_tokens_or_near_ties(
     prompts: list[list[int]], gguf_tokens: list[list[int]]
 ) -> None:
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp
+
     llm = llama_cpp.Llama(str(default_gguf()), n_ctx=2048, verbose=False, logits_all=True)
     agreed = []
     for prompt, ours in zip(prompts, gguf_tokens, strict=True):
