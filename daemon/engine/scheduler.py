@@ -149,6 +149,8 @@ class Scheduler:
             try:
                 runner = await self.load(slot.key[0], slot.key[1], slot.path)
                 result = await runner.generate(job.params, job.on_delta)
+                if result["finish_reason"] == "cancelled":  # counts only: never user text
+                    log.info("request cancelled after %d tokens", result["tokens"]["completion"])
                 if not job.future.done():
                     job.future.set_result(result)
             except HearthError as exc:
