@@ -43,7 +43,7 @@ def one(client: Client, model: str | None, engine: str, n: int) -> tuple[float, 
             first.append(time.perf_counter())
 
     t0 = time.perf_counter()
-    params = {"messages": PROMPT, "model": model,
+    params = {"messages": PROMPT, "model": model, "store": False,
               "options": {"engine": engine, "temperature": 0, "max_tokens": n}}  # fmt: skip
     result = client.wait(client.send("chat", params), on_delta)
     end = time.perf_counter()

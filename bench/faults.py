@@ -47,6 +47,7 @@ PASSPHRASE = "faults bench passphrase"
 CHEAP_SCRYPT = 2**10  # real scrypt, cheap parameters (recorded in the vault header)
 MAX_MESSAGES = 6  # continue a conversation until it has this many messages
 ANYTIME = 0.2  # share of lives killed at any moment rather than mid-stream
+LIFE_LIMIT = 120.0  # a life longer than this is a hang: reported, then killed
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Report:
     integrity_failures: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # acknowledged but missing: must stay empty
     strays: list[str] = field(default_factory=list)  # stored but never sent: must stay empty
+    stalls: list[str] = field(default_factory=list)  # lives that hung: must stay empty
     seconds: float = 0.0
 
     def add(self, other: Report) -> None:
@@ -67,6 +69,7 @@ class Report:
         self.integrity_failures += other.integrity_failures
         self.lost += other.lost
         self.strays += other.strays
+        self.stalls += other.stalls
 
 
 class Lane:
@@ -96,6 +99,14 @@ class Lane:
         a model (llama.cpp's threads spin; two runners on two cores crawl), while the
         other lane starts its daemon and checks its vault."""
         proc = self._spawn()
+        hung: list[bool] = []
+
+        def hang() -> None:
+            hung.append(True)
+            proc.kill()
+
+        watchdog = threading.Timer(LIFE_LIMIT, hang)
+        watchdog.start()
         anytime = self.rng.random() < ANYTIME
         timer = None
         if anytime:  # startup, unlock, runner load, the first chats
@@ -121,10 +132,13 @@ class Lane:
         except (DaemonUnavailable, OSError, ValueError):
             pass  # the kill: the connection broke
         finally:
+            watchdog.cancel()
             if timer is not None:
                 timer.join()
             proc.kill()
             proc.wait()
+        if hung:
+            self.report.stalls.append(f"{self.home}: pid {proc.pid} lived over {LIFE_LIMIT:.0f} s")
         self.report.kills += 1
         self.report.mid_stream += answered
         self._integrity_check()
@@ -289,10 +303,12 @@ def main() -> None:
     print(f"lost acknowledged         {len(r.lost)}")
     print(f"stored but never sent     {len(r.strays)}")
     print(f"integrity_check failures  {len(r.integrity_failures)}")
+    print(f"hung lives                {len(r.stalls)}")
     print(f"time                      {r.seconds:.1f} s ({r.seconds / max(r.kills, 1):.2f} s/kill)")
-    for problem in (r.lost + r.strays + r.integrity_failures)[:10]:
+    problems = r.lost + r.strays + r.integrity_failures + r.stalls
+    for problem in problems[:10]:
         print(f"  {problem}")
-    sys.exit(1 if r.lost or r.strays or r.integrity_failures else 0)
+    sys.exit(1 if problems else 0)
 
 
 if __name__ == "__main__":

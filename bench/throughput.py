@@ -67,7 +67,9 @@ def first_delta() -> tuple[list[float], Any]:
 def run_hearth(client: Client, n: int) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     first, on_delta = first_delta()
-    rid = client.send("chat", {"messages": PROMPT, "options": {"temperature": 0, "max_tokens": n}})
+    rid = client.send(
+        "chat", {"messages": PROMPT, "store": False, "options": {"temperature": 0, "max_tokens": n}}
+    )
     result = client.wait(rid, on_delta)
     count = result["tokens"]["completion"]
     return (*rates(t0, first[0], time.perf_counter(), count), count)
@@ -139,8 +141,8 @@ def prefix_cache(client: Client, runs: int) -> None:
     cold, warm = [], []
     for i in range(runs):
         # Something unrelated first, so the preset's prefix is not in the cache.
-        client.call("chat", {"messages": [{"role": "user", "content": f"Count to {i + 3}."}],
-                             "options": {"max_tokens": 4}})  # fmt: skip
+        other = [{"role": "user", "content": f"Count to {i + 3}."}]
+        client.call("chat", {"messages": other, "store": False, "options": {"max_tokens": 4}})
         for bucket, text in ((cold, "i has went home early"), (warm, "we was late to the meeting")):
             t0 = time.perf_counter()
             params = {"text": text, "preset": "professional", "options": {"max_tokens": 4}}

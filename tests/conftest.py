@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -77,13 +78,13 @@ def start_daemon(home: Path, timeout: float = 30) -> Daemon:
     raise RuntimeError("daemon did not start")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def keychain_session() -> Iterator[str]:
-    """A private D-Bus session with an unlocked gnome-keyring, for every daemon of the run.
+@contextlib.contextmanager
+def keychain_bus() -> Iterator[str]:
+    """A private D-Bus session with an unlocked gnome-keyring, set in os.environ while open.
 
     The daemon keeps its vault's key in the OS keychain and refuses to invent a key file,
-    so on a headless box its chats could store nothing. Every daemon a test starts (they
-    inherit os.environ) gets this real Secret Service — never the developer's own keyring.
+    so on a headless box its chats could store nothing. Daemons started meanwhile inherit
+    os.environ and so get this real Secret Service — never the developer's own keyring.
     Yields the bus address.
     """
     for tool in ("dbus-run-session", "gnome-keyring-daemon"):
@@ -128,6 +129,20 @@ def keychain_session() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             session.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def keychain_session() -> Iterator[str]:
+    """One keychain for every daemon of the run (see keychain_bus)."""
+    with keychain_bus() as address:
+        yield address
+
+
+@pytest.fixture
+def own_keychain() -> Iterator[str]:
+    """A keychain of this test's own, for tests that reason about which items exist."""
+    with keychain_bus() as address:
+        yield address
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def test_after_chats_no_file_under_hearth_home_holds_the_marker_yet_search_finds
 
 
 def test_a_conversation_removed_with_the_cli_is_unreadable_even_from_an_earlier_copy(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, own_keychain: str
 ) -> None:
     try:
         doomed = _chat_about(home, "doomed words")

@@ -33,6 +33,7 @@ def test_kill_9_at_random_moments_during_chats_loses_no_acknowledged_message() -
     assert report.lost == []
     assert report.strays == []
     assert report.integrity_failures == []
+    assert report.stalls == []
     assert report.mid_stream >= KILLS // 2
     assert report.acked > KILLS
 
@@ -73,7 +74,7 @@ def _fill(path: Path, leave: int) -> None:
 
 
 def test_a_full_disk_refuses_the_chat_acknowledges_only_what_was_stored_and_recovers(
-    small_data_home: Path,
+    small_data_home: Path, own_keychain: str
 ) -> None:
     home = small_data_home
     filler = home / "data" / "filler"

@@ -89,7 +89,7 @@ def test_without_a_keychain_the_daemon_asks_for_a_passphrase_and_a_wrong_one_cha
 
 
 def test_the_real_secret_service_stores_and_returns_the_kek_through_the_daemon(
-    home: Path,
+    home: Path, own_keychain: str
 ) -> None:
     daemon = start_daemon(home)  # the session's gnome-keyring (tests/conftest.py)
     try:
