@@ -1,7 +1,8 @@
 """The default model on each engine, through the daemon: tokens/s, time to first token,
-and the runner's peak memory, side by side. Also the converted MLX folder.
+and the runner's peak memory, side by side. Also the converted MLX folder, and Hearth on
+MLX against its peers: mlx-lm in-process (raw) and `mlx_lm.server`.
 
-    .venv/bin/python bench/engines.py [--runs 3] [--tokens 64]
+    .venv/bin/python bench/engines.py [--runs 3] [--tokens 64] [--no-server]
 
 On Linux MLX runs on the CPU (mlx[cpu]); its figures here are a correctness path, not
 what a Mac does. Never fails on timing.
@@ -10,13 +11,16 @@ what a Mac does. Never fails on timing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from daemon.client import Client
 from daemon.paths import Paths
 
 PROMPT = [{"role": "user", "content": "Write a long, detailed story about a lighthouse keeper."}]
+Row = tuple[float, float]  # (time to first token ms, decode tokens/s after the first)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -35,7 +40,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def one(client: Client, model: str | None, engine: str, n: int) -> tuple[float, float]:
+def rates(t0: float, first: float, end: float, n: int) -> Row:
+    return (first - t0) * 1000, (n - 1) / (end - first) if n > 1 else 0.0
+
+
+def one(client: Client, model: str | None, engine: str, n: int) -> Row:
     first: list[float] = []
 
     def on_delta(method: str, params: dict[str, Any]) -> None:
@@ -46,15 +55,90 @@ def one(client: Client, model: str | None, engine: str, n: int) -> tuple[float, 
     params = {"messages": PROMPT, "model": model, "store": False,
               "options": {"engine": engine, "temperature": 0, "max_tokens": n}}  # fmt: skip
     result = client.wait(client.send("chat", params), on_delta)
-    end = time.perf_counter()
-    count = result["tokens"]["completion"]
-    return (first[0] - t0) * 1000, (count - 1) / (end - first[0])
+    return rates(t0, first[0], time.perf_counter(), result["tokens"]["completion"])
+
+
+class RawMLX:
+    """mlx-lm in this process, the way its own examples call it: no socket, no runner."""
+
+    def __init__(self, folder: str) -> None:
+        from mlx_lm import load
+
+        self.model, self.tokenizer = load(folder)
+        self.prompt = self.tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True)
+
+    def run(self, n: int) -> Row:
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_sampler
+
+        t0 = time.perf_counter()
+        first, count = 0.0, 0
+        for _ in stream_generate(
+            self.model, self.tokenizer, self.prompt, max_tokens=n, sampler=make_sampler(temp=0.0)
+        ):
+            count += 1
+            if count == 1:
+                first = time.perf_counter()
+        return rates(t0, first, time.perf_counter(), count)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_mlx_server(folder: str) -> tuple[subprocess.Popen[bytes], int] | None:
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a local folder: nothing to fetch
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlx_lm", "server", "--model", folder, "--port", str(port),
+         "--log-level", "ERROR"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(1200):
+        if proc.poll() is not None:
+            break
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    print("(mlx_lm.server did not start; skipped)")
+    return None
+
+
+def run_server(port: int, n: int) -> Row:
+    body = {"messages": PROMPT, "max_tokens": n, "temperature": 0, "stream": True}
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    t0 = time.perf_counter()
+    first, count = 0.0, 0
+    with urllib.request.urlopen(req, timeout=600) as resp:
+        for line in resp:
+            if not line.startswith(b"data: {"):
+                continue
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            if choices[0].get("delta", {}).get("content"):
+                count += 1
+                if count == 1:
+                    first = time.perf_counter()
+    return rates(t0, first, time.perf_counter(), count)
+
+
+def med(rows: list[Row], i: int) -> float:
+    return statistics.median(r[i] for r in rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--no-server", action="store_true", help="skip mlx_lm.server")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="he-", dir="/tmp"))
     (home / "config").mkdir()
@@ -62,6 +146,7 @@ def main() -> None:
     env = {**os.environ, "HEARTH_HOME": str(home)}
     daemon = subprocess.Popen([sys.executable, "-m", "daemon", "daemon"], env=env)
     paths = Paths.from_env({"HEARTH_HOME": str(home)})
+    server = None
     try:
         for _ in range(600):
             if paths.socket.exists():
@@ -69,9 +154,10 @@ def main() -> None:
             time.sleep(0.05)
         client = Client.connect(paths.socket, "bench-engines")
         print("converting the default model to an MLX folder…", flush=True)
-        mlx_folder = client.call("models.convert", {"model": "default", "to": "mlx"})["name"]
+        converted = client.call("models.convert", {"model": "default", "to": "mlx"})
+        folder = converted["name"]
         cases = [("llama.cpp, GGUF", None, "llamacpp"), ("MLX, GGUF", None, "mlx"),
-                 ("MLX, converted folder", mlx_folder, "mlx")]  # fmt: skip
+                 ("MLX, converted folder", folder, "mlx")]  # fmt: skip
         print(f"\nSmolLM2-135M Q4_1, {args.tokens} new tokens, greedy, median of {args.runs}")
         print(f"{'':24}{'tokens/s':>10}{'TTFT ms':>10}{'load s':>8}{'peak RSS MB':>13}")
         for label, model, engine in cases:
@@ -84,12 +170,40 @@ def main() -> None:
                 r["pid"] for r in client.call("status")["runners"]
                 if r["engine"] == engine and r["model"] == (model or r["model"])
             )  # fmt: skip
-            print(f"{label:24}{statistics.median(r[1] for r in rows):10.1f}"
-                  f"{statistics.median(r[0] for r in rows):10.1f}{load_s:8.1f}"
+            print(f"{label:24}{med(rows, 1):10.1f}{med(rows, 0):10.1f}{load_s:8.1f}"
                   f"{peak_rss_mb(runner):13.0f}")  # fmt: skip
-            client.call("models.unload", {"model": model or "default"})
+            if model is None or engine != "mlx":
+                client.call("models.unload", {"model": model or "default"})
+
+        # Hearth on MLX against its peers, on the same converted folder, runs alternated.
+        print(f"\nMLX peers, converted folder, {args.tokens} new tokens, median of {args.runs}")
+        raw = RawMLX(converted["path"])
+        raw.run(4)  # warm-up
+        server = None if args.no_server else start_mlx_server(converted["path"])
+        if server:
+            run_server(server[1], 4)
+        results: dict[str, list[Row]] = {"hearth": [], "raw": [], "server": []}
+        for _ in range(args.runs):
+            results["raw"].append(raw.run(args.tokens))
+            results["hearth"].append(one(client, folder, "mlx", args.tokens))
+            if server:
+                results["server"].append(run_server(server[1], args.tokens))
+        labels = {"raw": "mlx-lm, in-process (raw)", "hearth": "Hearth, over the socket",
+                  "server": "mlx_lm.server (HTTP)"}  # fmt: skip
+        print(f"{'':28}{'tokens/s':>10}{'TTFT ms':>10}")
+        for key, rows in results.items():
+            if rows:
+                print(f"{labels[key]:28}{med(rows, 1):10.1f}{med(rows, 0):10.1f}")
+        raw_tps = med(results["raw"], 1)
+        print(f"Hearth / raw mlx-lm tokens/s: {med(results['hearth'], 1) / raw_tps:.3f}")
+        if results["server"]:
+            ratio = med(results["hearth"], 1) / med(results["server"], 1)
+            print(f"Hearth / mlx_lm.server tokens/s: {ratio:.3f}")
         client.close()
     finally:
+        if server:
+            server[0].terminate()
+            server[0].wait()
         daemon.terminate()
         daemon.wait()
         shutil.rmtree(home, ignore_errors=True)

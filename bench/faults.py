@@ -11,9 +11,9 @@ one life in five at any moment from the spawn on (startup, unlock, runner load).
 
 After each kill the vault file must pass PRAGMA integrity_check; at the next start every
 message whose chat response was received must be stored, in order, and nothing else may
-be stored but the turn that was in flight at the kill. A life costs a daemon start and a
-runner start (~0.7 s), so two lanes (separate homes) take turns: one starts its daemon
-and checks its vault while the other runs the model.
+be stored but the turn that was in flight at the kill. A life costs a daemon start, a
+runner start and a chat or two (~1.2 s on 2 idle cores), so two lanes (separate homes)
+take turns: one starts its daemon and checks its vault while the other runs the model.
 
     .venv/bin/python bench/faults.py [--kills 1000] [--lanes 2] [--seed N]
 
@@ -213,6 +213,8 @@ class Lane:
         for conv in conversations:
             try:
                 messages = client.call("conversations.get", {"id": conv})["messages"]
+            except DaemonUnavailable:
+                raise  # killed during the check: the next life checks again
             except HearthError as exc:
                 self.report.lost.append(f"{conv}: {exc.kind} {exc.message}")
                 continue
@@ -256,13 +258,18 @@ def run(kills: int, lanes: int = 2, seed: int | None = None, progress: bool = Fa
 
     model_turn = threading.Lock()
 
+    counted = threading.Lock()
+    shown = [0]
+
     def drive(lane: Lane, count: int) -> None:
         try:
             for _ in range(count):
                 lane.life(model_turn)
-                done = sum(w.report.kills for w in workers)
-                if progress and done % 100 == 0:
-                    print(f"{done} kills, {time.monotonic() - started:.0f} s", file=sys.stderr)
+                with counted:
+                    done = sum(w.report.kills for w in workers)
+                    if progress and done // 100 > shown[0]:
+                        shown[0] = done // 100
+                        print(f"{done} kills, {time.monotonic() - started:.0f} s", file=sys.stderr)
             lane.finish()
         except BaseException as exc:  # reported by the caller's thread
             errors.append(exc)

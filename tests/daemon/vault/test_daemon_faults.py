@@ -11,11 +11,31 @@ from pathlib import Path
 
 import pytest
 
+from bench import faults
 from daemon.errors import StorageFull
 from daemon.vault import KeychainKeySource, Vault
 from tests.conftest import make_home, start_daemon
 from tests.daemon.vault.running import db, rows, say
 
+KILLS = 200
+
+
+@pytest.mark.timeout(1800)  # ~4 min on 2 idle cores (1.2 s a daemon life); bounded, never hangs
+def test_kill_9_at_random_moments_during_chats_loses_no_acknowledged_message() -> None:
+    """bench/faults.py's loop: each kill ends one daemon life (see its docstring)."""
+    report = faults.run(KILLS, lanes=2)
+    print(
+        f"{report.kills} kills ({report.mid_stream} mid-stream) in {report.seconds:.0f} s, "
+        f"{report.acked} answers acknowledged, in flight at a kill: "
+        f"{report.in_flight_stored} stored, {report.in_flight_lost} not"
+    )
+    assert report.kills == KILLS
+    assert report.lost == []
+    assert report.strays == []
+    assert report.integrity_failures == []
+    assert report.stalls == []
+    assert report.mid_stream >= KILLS // 2
+    assert report.acked > KILLS
 
 @pytest.fixture
 def small_data_home() -> Iterator[Path]:
