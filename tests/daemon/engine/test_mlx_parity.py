@@ -9,8 +9,8 @@ one logit of llama.cpp's own choice at that step.
 
 Measured 2026-11-28: first-16 agreement with llama.cpp on the Q4_1 file, per
 prompt, was 16, 0, 6, 0, 6 with its default F16 KV cache. With an F32 KV cache it
-was 16, 0, 16, 11, 16. Prompt 2's first token is a near-tie: llama.cpp's top two
-logits are 0.27 apart.
+was 16, 0, 16, 11, 16. Prompt 2's first token is a near-tie: llama.cpp scores
+MLX's choice 0.27 logits below its own.
 """
 
 from __future__ import annotations
