@@ -24,12 +24,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(listing["models"], indent=2))
             return 0
-        print(f"{'NAME':<34} {'FORMAT':<6} {'QUANT':<7} {'SIZE':>7} {'CONTEXT':>7}  SHA256")
+        print(f"{'NAME':<34} {'FORMAT':<6} {'QUANT':<7} {'SIZE':>7} {'CONTEXT':>7}  "
+              f"{'ENGINE':<9} {'ALSO ON':<9} {'LOADED ON':<9}  SHA256")  # fmt: skip
         for m in listing["models"]:
             mark = "*" if m["name"] == listing["default"] else " "
             size = _size(m["size"])
+            engine = m["engine"] or "none"  # the configured engine cannot run it
+            also = ",".join(e for e in m["engines"] if e != m["engine"]) or "-"
+            loaded = ",".join(m["loaded_on"]) or "-"
             print(f"{m['name'] + mark:<34} {m['format']:<6} {m['quantization']:<7} "
-                  f"{size:>7} {m['context_length']:>7}  {m['sha256'][:12]}")  # fmt: skip
+                  f"{size:>7} {m['context_length']:>7}  {engine:<9} {also:<9} {loaded:<9}  "
+                  f"{m['sha256'][:12]}")  # fmt: skip
+        print("* the default model. ENGINE serves it unless a request names another.")
     elif args.action == "import":
         info = client.call("models.import", {"path": os.path.abspath(args.target)})
         print(f"imported {info['name']} ({info['format']}, {info['quantization']})")

@@ -173,8 +173,12 @@ def test_cli_import_refuses_garbage_and_accepts_a_real_model(home: Path, tmp_pat
         assert bad.returncode == 2 and bad.stderr.startswith("hearth: garbage.gguf is not a valid")
         good = hearth(home, "models", "import", str(real))
         assert good.returncode == 0, good.stderr
+        assert hearth(home, "models", "load", "copy.q4_1").returncode == 0
         listed = hearth(home, "models", "list")
-        assert "copy.q4_1" in listed.stdout
+        row = next(line.split() for line in listed.stdout.splitlines() if "copy.q4_1" in line)
+        # name, format, quant, size (2 words), context, engine, also on, loaded on, sha256
+        assert row[:3] == ["copy.q4_1", "gguf", "Q4_1"]
+        assert row[6:9] == ["llamacpp", "mlx", "llamacpp"]
         assert hearth(home, "models", "rm", "copy.q4_1").returncode == 0
         assert "copy.q4_1" not in hearth(home, "models", "list").stdout
     finally:

@@ -37,6 +37,7 @@ def test_kill_9_at_random_moments_during_chats_loses_no_acknowledged_message() -
     assert report.mid_stream >= KILLS // 2
     assert report.acked > KILLS
 
+
 @pytest.fixture
 def small_data_home() -> Iterator[Path]:
     """A Hearth home whose data dir (the vault) is a real 2 MiB tmpfs (needs root, as CI)."""
