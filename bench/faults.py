@@ -5,9 +5,11 @@ the lane's HEARTH_HOME, unlock its vault (a passphrase vault with cheap scrypt
 parameters, so unlocking costs milliseconds), check the conversations the previous life
 touched, then send chats one after another — new conversations and continuations of
 earlier ones (so history is replayed across restarts), one token each — and SIGKILL the
-daemon. Mostly at a random point of the chat or two after the first answer of this life
-(mid-stream: during generation, during the vault's commit, between commit and reply);
-one life in five at any moment from the spawn on (startup, unlock, runner load).
+daemon. Three lives in five are killed at a random point of the chat or two after their
+first answer (mid-stream: during generation, the vault's commit, or between commit and
+reply). One in five is killed the instant its first answer arrives, which would catch
+a reply sent before its commit. One in five is killed at any moment from the spawn on
+(startup, unlock, runner load).
 
 After each kill the vault file must pass PRAGMA integrity_check; at the next start every
 message whose chat response was received must be stored, in order, and nothing else may
@@ -47,6 +49,7 @@ PASSPHRASE = "faults bench passphrase"
 CHEAP_SCRYPT = 2**10  # real scrypt, cheap parameters (recorded in the vault header)
 MAX_MESSAGES = 6  # continue a conversation until it has this many messages
 ANYTIME = 0.2  # share of lives killed at any moment rather than mid-stream
+ON_ACK = 0.2  # share killed the instant their first answer arrives (a reply before a commit)
 LIFE_LIMIT = 120.0  # a life longer than this is a hang: reported, then killed
 
 
@@ -54,6 +57,7 @@ LIFE_LIMIT = 120.0  # a life longer than this is a hang: reported, then killed
 class Report:
     kills: int = 0
     mid_stream: int = 0  # kills after at least one answer in that life
+    on_ack: int = 0  # of those, kills the instant an answer arrived
     acked: int = 0  # chat responses received
     in_flight_stored: int = 0  # turns stored whose response the kill swallowed
     in_flight_lost: int = 0  # turns in flight at a kill that were not stored (allowed)
@@ -64,7 +68,8 @@ class Report:
     seconds: float = 0.0
 
     def add(self, other: Report) -> None:
-        for name in ("kills", "mid_stream", "acked", "in_flight_stored", "in_flight_lost"):
+        counts = ("kills", "mid_stream", "on_ack", "acked", "in_flight_stored", "in_flight_lost")
+        for name in counts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.integrity_failures += other.integrity_failures
         self.lost += other.lost
@@ -107,7 +112,8 @@ class Lane:
 
         watchdog = threading.Timer(LIFE_LIMIT, hang)
         watchdog.start()
-        anytime = self.rng.random() < ANYTIME
+        draw = self.rng.random()
+        anytime, on_ack = draw < ANYTIME, ANYTIME <= draw < ANYTIME + ON_ACK
         timer = None
         if anytime:  # startup, unlock, runner load, the first chats
             timer = threading.Timer(self.rng.uniform(0, 1.2), proc.send_signal, [signal.SIGKILL])
@@ -124,7 +130,10 @@ class Lane:
                         client.call("models.load", {"model": "default"})
                         while True:
                             took = self._chat(client)
-                            if not answered and not anytime:  # in the next chat or two
+                            if on_ack:  # the answer is acknowledged: it must be stored
+                                proc.send_signal(signal.SIGKILL)
+                                self.report.on_ack += 1
+                            elif not answered and not anytime:  # in the next chat or two
                                 delay = self.rng.uniform(0, 1.2 * took)
                                 timer = threading.Timer(delay, proc.send_signal, [signal.SIGKILL])
                                 timer.start()
@@ -304,7 +313,8 @@ def main() -> None:
     seed = random.randrange(2**32) if args.seed is None else args.seed
     r = run(args.kills, args.lanes, seed, progress=True)
     print(f"seed {seed}, {args.lanes} lanes")
-    print(f"kills                     {r.kills} ({r.mid_stream} mid-stream, after an answer)")
+    print(f"kills                     {r.kills} ({r.mid_stream} after an answer in that life, "
+          f"{r.on_ack} of them the instant it arrived)")  # fmt: skip
     print(f"answers acknowledged      {r.acked} (all must be stored)")
     print(f"in flight at a kill       {r.in_flight_stored} stored, {r.in_flight_lost} not")
     print(f"lost acknowledged         {len(r.lost)}")

@@ -133,8 +133,18 @@ def keychain_bus() -> Iterator[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def keychain_session() -> Iterator[str]:
-    """One keychain for every daemon of the run (see keychain_bus)."""
+    """One keychain for every daemon of the run (see keychain_bus).
+
+    This process talks to it too (tests open vaults directly). keyring would pick the
+    highest-priority backend among every KeyringBackend subclass imported so far, the
+    tests' in-memory fakes included, and ties fall in set order: so pin Secret Service.
+    It connects to whatever bus DBUS_SESSION_BUS_ADDRESS names at each call.
+    """
+    import keyring
+    from keyring.backends import SecretService
+
     with keychain_bus() as address:
+        keyring.set_keyring(SecretService.Keyring())
         yield address
 
 
