@@ -1,4 +1,4 @@
-"""hearth models pull REPO [FILE]: the flags it adds to `models`, and the command."""
+"""hearth models pull REPO [FILE]: its arguments and the command."""
 
 from __future__ import annotations
 
@@ -49,8 +49,6 @@ def _wait(client: Client, rid: int, line: ProgressLine) -> Any:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    if not args.target:
-        raise SystemExit("hearth: models pull needs a repository, e.g. owner/name")
     params: dict[str, Any] = {"repo": args.target, "file": args.file, "revision": args.revision}
     if args.sha256:
         params["sha256"] = args.sha256
@@ -68,8 +66,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", nargs="?", help="pull: the file in the repository (default: its GGUF)")
-    p.add_argument("--sha256", help="pull: the file's expected SHA-256")
-    p.add_argument("--revision", default="main", help="pull: branch, tag or commit")
-    p.add_argument("--endpoint", help="pull: the hub (default https://huggingface.co)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="REPO", help="the repository, e.g. owner/name")
+    p.add_argument("file", nargs="?", help="the file in the repository (default: its GGUF)")
+    p.add_argument("--sha256", help="the file's expected SHA-256")
+    p.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
+    p.add_argument("--endpoint", help="the hub (default https://huggingface.co)")

@@ -197,3 +197,13 @@ def test_cli_chat_without_a_usable_vault_says_so_and_still_answers(home: Path) -
         assert "will not be kept" in out.stderr and "vault init --passphrase" in out.stderr
     finally:
         subprocess.run([*run, "down"], env=env, capture_output=True, timeout=60)
+
+
+def test_each_models_action_takes_only_its_own_arguments(home: Path) -> None:
+    wrong = hearth(home, "models", "list", "--sha256", "abc")  # a pull flag
+    assert wrong.returncode == 2 and "unrecognized arguments: --sha256" in wrong.stderr
+    missing = hearth(home, "models", "load")
+    assert missing.returncode == 2 and "model" in missing.stderr
+    helped = hearth(home, "models", "pull", "--help")
+    assert helped.returncode == 0 and "--revision" in helped.stdout and "REPO" in helped.stdout
+    assert not (home / "run").exists()  # argument errors never start a daemon
