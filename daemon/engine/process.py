@@ -14,6 +14,7 @@ from typing import IO, Any
 from daemon.errors import ContextTooLong, EngineUnavailable, HearthError, RunnerFailed
 
 READY_TIMEOUT = 180.0
+OnDelta = Callable[[str, int], None]  # (new text, tokens generated so far)
 _ERRORS: dict[str, type[HearthError]] = {
     "context_too_long": ContextTooLong,
     "runner_failed": RunnerFailed,
@@ -57,8 +58,10 @@ class RunnerProcess:
             )
         return cls(proc, engine, json.loads(line))
 
-    async def generate(self, job: dict[str, Any], on_delta: Callable[[str], None]) -> Any:
-        """Run one request. Returns the runner's result; raises a typed error."""
+    async def generate(self, job: dict[str, Any], on_delta: OnDelta) -> Any:
+        """Run one request. Returns the runner's result; raises a typed error.
+
+        ``on_delta(text, tokens)``: new text, and the tokens generated so far."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._next_rid += 1
         rid = self._next_rid
@@ -79,7 +82,7 @@ class RunnerProcess:
                 continue
             kind = event["event"]
             if kind == "delta":
-                on_delta(event["text"])
+                on_delta(event["text"], int(event.get("tokens", 0)))
             elif kind == "done":
                 return event["result"]
             elif kind == "error":

@@ -32,6 +32,8 @@ from daemon.engine.backend import Backend, Sampling
 from daemon.engine.prompt import render
 from daemon.engine.stops import StopScanner
 
+DELTA_EVERY_S = 0.02  # at most ~50 deltas a second: smooth to read, cheap to carry
+
 
 def load_backend(engine: str, path: Path, n_ctx: int) -> Backend:
     if engine == "llamacpp":
@@ -84,13 +86,19 @@ class Runner:
         )
         scanner = StopScanner(cmd.get("stop") or [])
         finish, count, first = "stop", 0, None
+        pending, sent = "", 0.0  # text not yet sent, and when the last delta went
         for token in self.backend.generate(prompt, sampling):
+            now = time.perf_counter()
             if first is None:
-                first = time.perf_counter()
+                first = now
             count += 1
             text, hit = scanner.feed(token.text)
-            if text:
-                self.emit({"event": "delta", "rid": rid, "text": text})
+            pending += text
+            # Fast engines make a token every few ms: one delta per DELTA_EVERY_S carries
+            # them all, sparing the cores they share a line's work per token.
+            if pending and (now - sent >= DELTA_EVERY_S or hit):
+                self.emit({"event": "delta", "rid": rid, "text": pending, "tokens": count})
+                pending, sent = "", now
             if hit:
                 break
             if rid in self.cancelled:
@@ -99,9 +107,9 @@ class Runner:
             if count >= max_tokens:
                 finish = "length"
                 break
-        tail = scanner.flush() if finish != "stop" or not scanner.hit else ""
+        tail = pending + (scanner.flush() if finish != "stop" or not scanner.hit else "")
         if tail:
-            self.emit({"event": "delta", "rid": rid, "text": tail})
+            self.emit({"event": "delta", "rid": rid, "text": tail, "tokens": count})
         end = time.perf_counter()
         first = first or end
         self.cancelled.discard(rid)

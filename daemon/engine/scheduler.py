@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from daemon.engine.process import RunnerProcess
+from daemon.engine.process import OnDelta, RunnerProcess
 from daemon.errors import Busy, HearthError, RunnerFailed
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class Job:
 
     client: int
     params: dict[str, Any]
-    on_delta: Callable[[str], None]
+    on_delta: OnDelta
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -75,7 +75,7 @@ class Scheduler:
 
     async def submit(
         self, model: str, engine: str, path: Path, client: int, params: dict[str, Any],
-        on_delta: Callable[[str], None],
+        on_delta: OnDelta,
     ) -> Job:  # fmt: skip
         """Queue a request; the returned Job's future resolves to the runner's result."""
         slot = self._slot(model, engine, path)

@@ -23,11 +23,11 @@ async def generate(
     model = app.registry.resolve(p.optional_str(params, "model"))
     engine = app.engine_for(model, p.engine(params))
 
-    def on_delta(text: str) -> None:
+    def on_delta(text: str, tokens: int) -> None:
         if cleaner is not None:
             text = cleaner.feed(text)
         if text:
-            call.notify(event, {"id": call.id, "text": text})
+            call.notify(event, {"id": call.id, "text": text, "tokens": tokens})
 
     job = await app.scheduler.submit(
         model.name, engine, Path(model.path), call.client, job_params, on_delta
@@ -39,7 +39,8 @@ async def generate(
     if cleaner is not None:
         rest = cleaner.feed("", final=True)
         if rest:
-            call.notify(event, {"id": call.id, "text": rest})
+            tokens = result["tokens"]["completion"]
+            call.notify(event, {"id": call.id, "text": rest, "tokens": tokens})
         result["text"] = cleaner.text
     return {**result, "model": model.name, "engine": engine}
 

@@ -14,18 +14,35 @@ GREEDY = {"temperature": 0, "max_tokens": 48}
 
 
 def collect(client: Client, method: str, params: dict[str, Any]) -> tuple[list[str], Any]:
-    deltas: list[str] = []
-    result = client.call(method, params, lambda m, p: deltas.append(p["text"]))
+    deltas, _, result = collect_counted(client, method, params)
     return deltas, result
 
 
+def collect_counted(
+    client: Client, method: str, params: dict[str, Any]
+) -> tuple[list[str], list[int], Any]:
+    """The deltas' texts, their token counts so far, and the result."""
+    texts: list[str] = []
+    counts: list[int] = []
+
+    def on_delta(_: str, p: dict[str, Any]) -> None:
+        texts.append(p["text"])
+        counts.append(p["tokens"])
+
+    result = client.call(method, params, on_delta)
+    return texts, counts, result
+
+
 def test_chat_streams_deltas_that_add_up_to_the_final_text(client: Client) -> None:
-    deltas, result = collect(
+    deltas, counts, result = collect_counted(
         client,
         "chat",
         {"messages": [{"role": "user", "content": "Name three colours."}], "options": GREEDY},
     )
     assert len(deltas) > 3
+    assert counts[0] == 1  # the first token goes out at once
+    assert counts == sorted(set(counts))  # strictly increasing
+    assert counts[-1] == result["tokens"]["completion"]
     assert "".join(deltas) == result["text"]
     assert result["text"].strip()
     assert result["finish_reason"] in ("stop", "length")

@@ -21,10 +21,10 @@ class StandInRunner:
         self.pid = 4242
         self.stopped = False
 
-    async def generate(self, job: dict[str, Any], on_delta: Callable[[str], None]) -> Any:
+    async def generate(self, job: dict[str, Any], on_delta: Callable[[str, int], None]) -> Any:
         self.log.append(job["tag"])
         await asyncio.sleep(0.01)
-        on_delta("x")
+        on_delta("x", 1)
         return {"text": "x", "finish_reason": "stop"}
 
     def cancel(self) -> None:
@@ -48,10 +48,10 @@ def test_a_burst_from_one_client_does_not_starve_another() -> None:
         log: list[str] = []
         s = make(-1, log, [])
         jobs = [
-            await s.submit("m", "llamacpp", Path("m"), 1, {"tag": f"a{i}"}, lambda t: None)
+            await s.submit("m", "llamacpp", Path("m"), 1, {"tag": f"a{i}"}, lambda t, n: None)
             for i in range(6)
         ]
-        jobs.append(await s.submit("m", "llamacpp", Path("m"), 2, {"tag": "b0"}, lambda t: None))
+        jobs.append(await s.submit("m", "llamacpp", Path("m"), 2, {"tag": "b0"}, lambda t, n: None))
         await asyncio.gather(*(j.future for j in jobs))
         return log
 
@@ -63,7 +63,7 @@ def test_keep_alive_zero_stops_the_runner_and_negative_pins_it() -> None:
     async def scenario(keep_alive: float) -> bool:
         made: list[StandInRunner] = []
         s = make(keep_alive, [], made)
-        job = await s.submit("m", "llamacpp", Path("m"), 1, {"tag": "a"}, lambda t: None)
+        job = await s.submit("m", "llamacpp", Path("m"), 1, {"tag": "a"}, lambda t, n: None)
         await job.future
         await asyncio.sleep(0.05)
         return made[0].stopped
@@ -76,7 +76,7 @@ def test_unload_cancels_waiting_requests() -> None:
     async def scenario() -> list[str]:
         s = make(-1, [], [])
         jobs = [
-            await s.submit("m", "llamacpp", Path("m"), 1, {"tag": str(i)}, lambda t: None)
+            await s.submit("m", "llamacpp", Path("m"), 1, {"tag": str(i)}, lambda t, n: None)
             for i in range(3)
         ]
         await s.unload("m")

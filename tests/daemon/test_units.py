@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from daemon import errors, protocol
 from daemon.config import Config
+from daemon.engine.backend import Token
+from daemon.engine.runner import Runner
 from daemon.engine.stops import StopScanner
 from daemon.presets import RewriteCleaner
 
@@ -88,3 +93,39 @@ def test_notifications_have_no_id_and_requests_need_a_method() -> None:
     assert req.is_notification and req.params == {}
     with pytest.raises(errors.InvalidRequest):
         protocol.parse_request({"jsonrpc": "2.0", "id": True, "method": "x"})
+
+
+class InstantBackend:
+    """Tokens as fast as Python can make them: a stand-in for a very fast engine."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def context_length(self) -> int:
+        return 4096
+
+    def chat_template(self) -> str:
+        return "{% for m in messages %}{{ m.content }}{% endfor %}"
+
+    def special_tokens(self) -> dict[str, str]:
+        return {}
+
+    def tokenize(self, text: str) -> list[int]:
+        return [1] * len(text.split())
+
+    def generate(self, prompt: list[int], sampling: object) -> Iterator[Token]:
+        for i in range(self.n):
+            yield Token(i, f"w{i} ")
+
+
+def test_the_runner_gathers_fast_tokens_into_few_deltas_that_add_up() -> None:
+    out = io.StringIO()
+    runner = Runner(InstantBackend(3000), out)  # type: ignore[arg-type]
+    runner.generate({"rid": 1, "messages": [{"role": "user", "content": "go"}]})
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    deltas, done = events[:-1], events[-1]
+    assert done["event"] == "done" and done["result"]["tokens"]["completion"] == 3000
+    assert deltas[0]["tokens"] == 1  # the first token is sent at once
+    assert len(deltas) < 100  # 3,000 tokens in a few ms: a handful of deltas
+    assert "".join(d["text"] for d in deltas) == done["result"]["text"]
+    assert deltas[-1]["tokens"] == 3000
