@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.throughput import rates
 from daemon.client import Client
 from daemon.paths import Paths
 
@@ -38,10 +39,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def rates(t0: float, first: float, end: float, n: int) -> Row:
-    return (first - t0) * 1000, (n - 1) / (end - first) if n > 1 else 0.0
 
 
 def one(client: Client, model: str | None, engine: str, n: int) -> Row:
