@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -18,6 +17,8 @@ from daemon.errors import DaemonUnavailable, from_rpc
 from daemon.paths import Paths
 
 Notify = Callable[[str, dict[str, Any]], None]
+
+EXIT_ALREADY_RUNNING = 75  # `hearth daemon` found the lock taken (EX_TEMPFAIL)
 
 
 class Client:
@@ -91,7 +92,10 @@ class Client:
 
 
 def start_daemon(paths: Paths, timeout: float = 30.0) -> None:
-    """Start `hearth daemon` in the background and wait until it answers."""
+    """Start `hearth daemon` in the background and wait until it answers.
+
+    When another daemon holds the lock (another client started one a moment ago and
+    it is still starting), ours exits with EXIT_ALREADY_RUNNING: wait for that one."""
     paths.ensure()
     with open(paths.logs / "daemon.out", "ab") as out:
         proc = subprocess.Popen(
@@ -100,7 +104,7 @@ def start_daemon(paths: Paths, timeout: float = 30.0) -> None:
         )  # fmt: skip
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc.poll() not in (None, EXIT_ALREADY_RUNNING):
             raise DaemonUnavailable(
                 f"the daemon exited at start (status {proc.returncode}); "
                 f"see {paths.logs / 'daemon.out'}"
@@ -110,7 +114,9 @@ def start_daemon(paths: Paths, timeout: float = 30.0) -> None:
             return
         except DaemonUnavailable:
             time.sleep(0.05)
-    raise DaemonUnavailable(f"the daemon did not answer within {timeout:.0f}s")
+    raise DaemonUnavailable(
+        f"the daemon did not answer within {timeout:.0f}s; see {paths.logs / 'daemon.log'}"
+    )
 
 
 def connect(paths: Paths, autostart: bool = True, name: str = "hearth-cli") -> Client:
@@ -120,7 +126,5 @@ def connect(paths: Paths, autostart: bool = True, name: str = "hearth-cli") -> C
     except DaemonUnavailable:
         if not autostart:
             raise
-    # Another client may start one at the same moment; then ours exits and we connect to theirs.
-    with contextlib.suppress(DaemonUnavailable):
-        start_daemon(paths)
+    start_daemon(paths)  # if another client starts one at the same moment, we wait for theirs
     return Client.connect(paths.socket, name)

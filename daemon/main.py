@@ -31,6 +31,10 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why and what to do."""
 
 
+class AlreadyRunning(StartupError):
+    """Another daemon holds the lock: it serves, or it is still starting."""
+
+
 def claim_socket(path: Path) -> IO[str]:
     """Take the daemon lock and clear the way for our socket.
 
@@ -43,7 +47,7 @@ def claim_socket(path: Path) -> IO[str]:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise StartupError(f"a Hearth daemon is already running on {path}") from None
+        raise AlreadyRunning(f"a Hearth daemon is already running on {path}") from None
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -12,7 +12,7 @@ from typing import Any
 
 from daemon import __version__
 from daemon.cli import common
-from daemon.client import Client, connect
+from daemon.client import EXIT_ALREADY_RUNNING, Client, connect
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable
 
@@ -125,7 +125,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from daemon.main import StartupError, run
+    from daemon.main import AlreadyRunning, StartupError, run
 
     paths = common.paths()
     try:
@@ -137,7 +137,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         run(paths, config, verbose=args.verbose)
     except StartupError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ALREADY_RUNNING if isinstance(exc, AlreadyRunning) else 1
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import stat
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from daemon.client import EXIT_ALREADY_RUNNING
 from tests.conftest import Daemon, make_home, start_daemon
 
 
@@ -33,7 +35,7 @@ def test_socket_is_private_in_a_private_directory(fresh_daemon: Daemon) -> None:
 def test_a_second_daemon_is_refused_and_leaves_the_socket_alone(fresh_daemon: Daemon) -> None:
     inode = os.stat(fresh_daemon.paths.socket).st_ino
     second = hearth(fresh_daemon.home, "daemon")
-    assert second.returncode == 1
+    assert second.returncode == EXIT_ALREADY_RUNNING
     assert "already running" in second.stderr
     assert os.stat(fresh_daemon.paths.socket).st_ino == inode
     with fresh_daemon.client() as c:
@@ -207,3 +209,28 @@ def test_each_models_action_takes_only_its_own_arguments(home: Path) -> None:
     helped = hearth(home, "models", "pull", "--help")
     assert helped.returncode == 0 and "--revision" in helped.stdout and "REPO" in helped.stdout
     assert not (home / "run").exists()  # argument errors never start a daemon
+
+
+def test_a_client_waits_for_a_daemon_another_client_is_still_starting(home: Path) -> None:
+    """Tray, hotkey and CLI may all start the daemon at login. The one that loses the race
+    must wait for the winner's socket, not fail while the winner is still starting."""
+    run = home / "run"
+    run.mkdir(mode=0o700)
+    with open(run / "hearth.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a daemon that is starting: lock taken, no socket
+        chat = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "chat", "--no-store", "--max-tokens", "2", "hi"],
+            env={**os.environ, "HEARTH_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)  # its own daemon has exited "already running" by now
+        assert chat.poll() is None, chat.communicate()
+    daemon = start_daemon(home)  # the winner comes up
+    try:
+        out, err = chat.communicate(timeout=60)
+        assert chat.returncode == 0, err
+        assert out.strip()
+    finally:
+        daemon.stop()
