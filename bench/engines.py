@@ -11,22 +11,19 @@ what a Mac does. Never fails on timing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.throughput import rates
+from bench.throughput import free_port, rates, start_http_server, stream_sse
 from daemon.client import Client
 from daemon.paths import Paths
 
@@ -79,52 +76,24 @@ class RawMLX:
         return rates(t0, first, time.perf_counter(), count)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_mlx_server(folder: str) -> tuple[subprocess.Popen[bytes], int] | None:
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a local folder: nothing to fetch
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlx_lm", "server", "--model", folder, "--port", str(port),
-         "--log-level", "ERROR"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(1200):
-        if proc.poll() is not None:
-            break
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    print("(mlx_lm.server did not start; skipped)")
-    return None
+    args = [sys.executable, "-m", "mlx_lm", "server", "--model", folder, "--port", str(port),
+            "--log-level", "ERROR"]  # fmt: skip
+    proc = start_http_server(args, port, "mlx_lm.server")
+    return (proc, port) if proc else None
 
 
 def run_server(port: int, n: int) -> Row:
     body = {"messages": PROMPT, "max_tokens": n, "temperature": 0, "stream": True}
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    t0 = time.perf_counter()
-    first, count = 0.0, 0
-    with urllib.request.urlopen(req, timeout=600) as resp:
-        for line in resp:
-            if not line.startswith(b"data: {"):
-                continue
-            choices = json.loads(line[6:]).get("choices") or [{}]
-            if choices[0].get("delta", {}).get("content"):
-                count += 1
-                if count == 1:
-                    first = time.perf_counter()
-    return rates(t0, first, time.perf_counter(), count)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+    def is_token(event: dict[str, Any]) -> bool:
+        choices = event.get("choices") or [{}]
+        return bool(choices[0].get("delta", {}).get("content"))
+
+    ttft, tps, _ = stream_sse(url, body, is_token)
+    return ttft, tps
 
 
 def med(rows: list[Row], i: int) -> float:

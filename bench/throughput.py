@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,24 +76,53 @@ def run_hearth(client: Client, n: int) -> tuple[float, float, int]:
     return (*rates(t0, first[0], time.perf_counter(), count), count)
 
 
-def run_server(port: int, prompt: str, n: int) -> tuple[float, float, int]:
-    body = {"prompt": prompt, "max_tokens": n, "temperature": 0, "top_k": 1, "stream": True}
+def stream_sse(
+    url: str, body: dict[str, Any], is_token: Callable[[dict[str, Any]], bool]
+) -> tuple[float, float, int]:
+    """POST an OpenAI-style streaming request; count the events ``is_token`` accepts."""
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
     t0 = time.perf_counter()
     first, count = 0.0, 0
-    with urllib.request.urlopen(req, timeout=300) as resp:
+    with urllib.request.urlopen(req, timeout=600) as resp:
         for line in resp:
-            if not line.startswith(b"data: {"):
-                continue
-            if json.loads(line[6:])["choices"][0]["text"] or count:
+            if line.startswith(b"data: {") and is_token(json.loads(line[6:])):
                 count += 1
                 if count == 1:
                     first = time.perf_counter()
     return (*rates(t0, first, time.perf_counter(), count), count)
+
+
+def run_server(port: int, prompt: str, n: int) -> tuple[float, float, int]:
+    body = {"prompt": prompt, "max_tokens": n, "temperature": 0, "top_k": 1, "stream": True}
+    url = f"http://127.0.0.1:{port}/v1/completions"
+    return stream_sse(url, body, lambda event: bool(event["choices"][0]["text"]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_http_server(args: list[str], port: int, name: str) -> subprocess.Popen[bytes] | None:
+    """Start a peer server and wait (up to 2 minutes) until its /v1/models answers."""
+    proc = subprocess.Popen(
+        args, env={**os.environ, "HF_HUB_OFFLINE": "1"},  # local files: nothing to fetch
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(1200):
+        if proc.poll() is not None:
+            break
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    print(f"({name} did not start; skipped)")
+    return None
 
 
 def start_server(model: Path) -> tuple[subprocess.Popen[bytes], int] | None:
@@ -101,22 +131,13 @@ def start_server(model: Path) -> tuple[subprocess.Popen[bytes], int] | None:
     except ImportError:
         print("(llama_cpp.server not installed: pip install 'llama-cpp-python[server]')")
         return None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
+    port = free_port()
+    proc = start_http_server(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(N_CTX),
          "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(os.cpu_count() or 2)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        port, "llama_cpp.server",
     )  # fmt: skip
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    return None
+    return (proc, port) if proc else None
 
 
 def start_hearth(home: Path) -> subprocess.Popen[bytes]:

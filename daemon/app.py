@@ -48,13 +48,18 @@ class App:
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
 
-    def engine_for(self, model: ModelInfo, requested: str | None) -> str:
-        """The engine that will serve ``model``: never a silent switch from what was asked."""
+    def chosen_engine(self, model: ModelInfo, requested: str | None) -> str:
+        """The engine asked for (the request's, else the config's), with auto resolved."""
         choice = requested or self.config.engine
         if choice not in ("auto", "llamacpp", "mlx"):
             raise InvalidParams(f"unknown engine {choice!r}: use auto, llamacpp or mlx")
         if choice == "auto":
             choice = "mlx" if model.format == "mlx" else auto_engine()
+        return choice
+
+    def engine_for(self, model: ModelInfo, requested: str | None) -> str:
+        """The engine that will serve ``model``: never a silent switch from what was asked."""
+        choice = self.chosen_engine(model, requested)
         if choice == "llamacpp" and model.format != "gguf":
             raise EngineUnavailable(
                 f"{model.name} is an MLX model folder; llama.cpp runs GGUF files. "

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import HearthError, InvalidParams
+from daemon.errors import InvalidParams
 from daemon.methods import params as p
 from daemon.rpc import Call, Register
 
@@ -18,10 +18,8 @@ async def list_models(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     out = []
     for model in models:
         engines = await asyncio.to_thread(app.engines_for, model)
-        try:
-            engine: str | None = app.engine_for(model, None)
-        except HearthError:
-            engine = None  # the configured engine cannot run it; `engines` says what can
+        chosen = app.chosen_engine(model, None)
+        engine = chosen if chosen in engines else None  # None: the configured one cannot
         out.append(
             {
                 **model.to_dict(),

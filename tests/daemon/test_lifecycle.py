@@ -225,7 +225,12 @@ def test_a_client_waits_for_a_daemon_another_client_is_still_starting(home: Path
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3)  # its own daemon has exited "already running" by now
+        out = home / "logs" / "daemon.out"  # where the chat's own daemon says it gave way
+        deadline = time.monotonic() + 30
+        while b"already running" not in (out.read_bytes() if out.exists() else b""):
+            assert time.monotonic() < deadline, "the chat started no daemon of its own"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the old client failed at once here; this one keeps waiting
         assert chat.poll() is None, chat.communicate()
     daemon = start_daemon(home)  # the winner comes up
     try:
