@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from daemon import PROTOCOL_VERSION
+from daemon.config import Config
 from daemon.errors import DaemonUnavailable, from_rpc
 from daemon.paths import Paths
 
@@ -43,14 +45,18 @@ class Client:
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> int:
         rid = next(self._ids)
-        msg = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}}
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        self._write({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or {}})
         return rid
 
     def cancel(self, rid: int) -> None:
         """Ask the daemon to stop request ``rid`` (a notification: no reply to wait for)."""
-        msg = {"jsonrpc": "2.0", "method": "cancel", "params": {"id": rid}}
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        self._write({"jsonrpc": "2.0", "method": "cancel", "params": {"id": rid}})
+
+    def _write(self, msg: dict[str, Any]) -> None:
+        try:
+            self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        except OSError as exc:
+            raise DaemonUnavailable(f"lost the connection to the daemon ({exc.strerror})") from exc
 
     def wait(self, rid: int, on_notify: Notify | None = None) -> Any:
         """Read until the response to ``rid``; hand its notifications to ``on_notify``.
@@ -60,7 +66,12 @@ class Client:
         """
         msg = self._responses.pop(rid, None)
         while msg is None:
-            line = self.reader.readline()
+            try:
+                line = self.reader.readline()
+            except OSError as exc:
+                raise DaemonUnavailable(
+                    f"lost the connection to the daemon ({exc.strerror})"
+                ) from exc
             if not line:
                 raise DaemonUnavailable("the daemon closed the connection")
             msg = json.loads(line)
@@ -95,9 +106,16 @@ def start_daemon(paths: Paths, timeout: float = 30.0) -> None:
     """Start `hearth daemon` in the background and wait until it answers.
 
     When another daemon holds the lock (another client started one a moment ago and
-    it is still starting), ours exits with EXIT_ALREADY_RUNNING: wait for that one."""
+    it is still starting), ours exits with EXIT_ALREADY_RUNNING: wait for that one.
+    A config the daemon would refuse is reported here, before anything is spawned."""
+    try:
+        Config.load(paths.config_file)
+    except ValueError as exc:
+        raise DaemonUnavailable(f"the daemon cannot start: {exc}") from None
     paths.ensure()
-    with open(paths.logs / "daemon.out", "ab") as out:
+    log = paths.logs / "daemon.out"
+    with open(log, "ab") as out:
+        start = out.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "daemon", "daemon"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
@@ -105,10 +123,11 @@ def start_daemon(paths: Paths, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() not in (None, EXIT_ALREADY_RUNNING):
+            why = _last_line(log, start)
             raise DaemonUnavailable(
-                f"the daemon exited at start (status {proc.returncode}); "
-                f"see {paths.logs / 'daemon.out'}"
-            )
+                f"the daemon exited at start: {why}" if why else
+                f"the daemon exited at start (status {proc.returncode}); see {log}"
+            )  # fmt: skip
         try:
             Client.connect(paths.socket).close()
             return
@@ -117,6 +136,19 @@ def start_daemon(paths: Paths, timeout: float = 30.0) -> None:
     raise DaemonUnavailable(
         f"the daemon did not answer within {timeout:.0f}s; see {paths.logs / 'daemon.log'}"
     )
+
+
+def _last_line(log: Path, start: int) -> str:
+    """What the daemon said last before exiting (its own `hearth: …` line, if any)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(start)
+            lines = [ln.strip() for ln in fh.read(64 << 10).decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    said = [ln for ln in lines if ln]
+    ours = [ln.removeprefix("hearth: ") for ln in said if ln.startswith("hearth: ")]
+    return (ours or said or [""])[-1][:500]
 
 
 def connect(paths: Paths, autostart: bool = True, name: str = "hearth-cli") -> Client:

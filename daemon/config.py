@@ -24,38 +24,60 @@ class Config:
     def load(cls, path: Path) -> Config:
         """Read config.toml; a missing file means defaults, a broken one a clear error."""
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            raw = tomllib.loads(text)
         except FileNotFoundError:
             return cls()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read it ({exc.strerror})") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: {exc}") from exc
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(raw, source=str(path), text=text)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> Config:
-        known: dict[str, type | tuple[type, ...]] = {
-            "engine": str,
-            "default_model": str,
-            "keep_alive": (int, float),
-            "queue_size": int,
-            "max_line_bytes": int,
-            "n_ctx": int,
-        }
+    def from_dict(cls, raw: dict[str, Any], source: str = "config", text: str = "") -> Config:
+        """Check every value; ``text`` (the file's own text) lets errors name a line."""
         values: dict[str, Any] = {}
         for key, value in raw.items():
             if key == "presets":
                 continue
-            if key not in known:
+            if key not in _KNOWN:
                 raise ValueError(f"{source}: unknown setting {key!r}")
-            if not isinstance(value, known[key]) or isinstance(value, bool):
-                raise ValueError(f"{source}: {key} has the wrong type ({value!r})")
+            kind, what = _KNOWN[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"{source}: {key} must be {what}, not {value!r}")
             values[key] = value
         if values.get("engine", "auto") not in ENGINES:
             raise ValueError(f"{source}: engine must be one of {', '.join(ENGINES)}")
-        presets: dict[str, str] = {}
-        for item in raw.get("presets", []):
-            name, instruction = item.get("name"), item.get("instruction")
-            if not isinstance(name, str) or not isinstance(instruction, str) or not name:
-                raise ValueError(f"{source}: each [[presets]] needs a name and an instruction")
-            presets[name] = instruction
-        return cls(**values, presets=presets)
+        return cls(**values, presets=_presets(raw.get("presets", []), source, text))
+
+
+_KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "engine": (str, "a string (auto, llamacpp or mlx)"),
+    "default_model": (str, "a model name (a string)"),
+    "keep_alive": ((int, float), "a number of seconds"),
+    "queue_size": (int, "a whole number"),
+    "max_line_bytes": (int, "a whole number of bytes"),
+    "n_ctx": (int, "a whole number of tokens"),
+}
+
+
+def _presets(items: Any, source: str, text: str) -> dict[str, str]:
+    """User presets: each needs a name and a non-empty instruction. A user preset may
+    replace a built-in one of the same name (rewrite.presets marks it as the user's)."""
+    if not isinstance(items, list):
+        raise ValueError(f"{source}: presets must be a list of [[presets]] tables")
+    headers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[presets]]"]
+    presets: dict[str, str] = {}
+    for i, item in enumerate(items):
+        where = f"{source}:{headers[i]}" if i < len(headers) else f"{source}: presets[{i}]"
+        name = item.get("name") if isinstance(item, dict) else None
+        instruction = item.get("instruction") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}: each [[presets]] needs a name")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError(f"{where}: preset {name!r} needs a non-empty instruction")
+        if name in presets:
+            raise ValueError(f"{where}: preset {name!r} is defined twice")
+        presets[name] = instruction
+    return presets

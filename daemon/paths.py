@@ -10,6 +10,8 @@ from pathlib import Path
 
 import platformdirs
 
+from daemon.errors import PermissionDenied
+
 APP = "hearth"
 
 
@@ -48,7 +50,14 @@ class Paths:
     def ensure(self) -> None:
         """Create every directory private to the user (0700 at creation: no chmod race)."""
         for path in (self.config, self.data, self.models, self.logs):
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise PermissionDenied(
+                    f"cannot create {path} ({exc.strerror}); check its parent's owner and "
+                    "permissions, or set HEARTH_HOME to a directory of your own",
+                    path=str(path),
+                ) from exc
         make_private_dir(self.run)
 
 
@@ -61,17 +70,34 @@ def _runtime_dir(env: os._Environ[str] | dict[str, str]) -> Path:
 
 
 def make_private_dir(path: Path) -> None:
-    """Create ``path`` with mode 0700, or check that an existing one is ours and private."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    old = os.umask(0o077)
+    """Create ``path`` with mode 0700, or check that an existing one is ours and private.
+
+    Raises PermissionDenied (one line: the directory, and what to do) where the path is
+    taken: another user may have created it first to listen in on our socket."""
+    where = (
+        "set XDG_RUNTIME_DIR to a directory of your own"
+        if path.parent == Path(tempfile.gettempdir())
+        else "set HEARTH_HOME to a directory of your own"
+    )
     try:
-        path.mkdir(mode=0o700, exist_ok=True)
-    finally:
-        os.umask(old)
-    st = os.lstat(path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        old = os.umask(0o077)
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+        finally:
+            os.umask(old)
+        st = os.lstat(path)
+    except OSError as exc:
+        raise PermissionDenied(
+            f"cannot create {path} ({exc.strerror}); {where}", path=str(path)
+        ) from exc
     if not os.path.isdir(path) or os.path.islink(path):
-        raise RuntimeError(f"{path} is not a directory; remove it and try again")
+        raise PermissionDenied(f"{path} is not a directory; remove it, or {where}", path=str(path))
     if st.st_uid != os.getuid():
-        raise RuntimeError(f"{path} belongs to another user; refusing to use it")
+        raise PermissionDenied(
+            f"{path} belongs to another user (uid {st.st_uid}); Hearth will not put its "
+            f"socket there. Remove it (as that user or root), or {where}.",
+            path=str(path),
+        )
     if st.st_mode & 0o077:
         os.chmod(path, 0o700)

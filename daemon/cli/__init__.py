@@ -35,3 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file or device the command needed: one line, never a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"hearth: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1

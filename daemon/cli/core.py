@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -14,10 +15,14 @@ from daemon import __version__
 from daemon.cli import common
 from daemon.client import EXIT_ALREADY_RUNNING, Client, connect
 from daemon.config import Config
-from daemon.errors import DaemonUnavailable
+from daemon.errors import DaemonUnavailable, InvalidParams
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    prompt = " ".join(args.prompt)
+    if args.prompt and not prompt.strip():
+        raise InvalidParams("the message is empty: type something to ask, or run "
+                            "`hearth chat` without arguments for an interactive chat")  # fmt: skip
     client = common.client()
     history: list[dict[str, str]] = []
     if args.system:
@@ -30,7 +35,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"hearth: this chat will not be kept. {vault['message']}", file=sys.stderr)
             base["store"] = False
     if args.prompt:
-        history.append({"role": "user", "content": " ".join(args.prompt)})
+        history.append({"role": "user", "content": prompt})
         _continue_in(base, common.stream(client, "chat", {**base, "messages": history}))
         return 0
     model = client.call("models.list").get("default")
@@ -66,7 +71,14 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
     client = common.client()
     if args.list:
         for preset in client.call("rewrite.presets")["presets"]:
-            print(f"{preset['name']:<14} {preset['instruction']}")
+            mark = ""
+            if preset.get("source") == "user":
+                mark = (
+                    "(yours) "
+                    if not preset.get("replaces_builtin")
+                    else "(yours, replaces the built-in) "
+                )
+            print(f"{preset['name']:<14} {mark}{preset['instruction']}")
         return 0
     text = " ".join(args.text) if args.text else sys.stdin.read()
     params = {
@@ -116,7 +128,8 @@ def cmd_down(args: argparse.Namespace) -> int:
         return 0
     pid = int(client.call("status")["pid"])
     client.close()
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):  # it may have stopped on its own meanwhile
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and paths.socket.exists():
         time.sleep(0.05)

@@ -9,7 +9,7 @@ from daemon.errors import InvalidParams
 from daemon.methods import history
 from daemon.methods import params as p
 from daemon.methods.egress import remote_chat
-from daemon.presets import RewriteCleaner, presets, rewrite_messages
+from daemon.presets import BUILTIN, RewriteCleaner, presets, rewrite_messages
 from daemon.rpc import Call, Register
 
 
@@ -69,9 +69,18 @@ async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def presets_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """Every preset; `source` is "builtin" or "user" (a user preset may replace a built-in
+    one of the same name: then `replaces_builtin` is true)."""
+    user = call.app.config.presets
     return {
         "presets": [
-            {"name": k, "instruction": v} for k, v in presets(call.app.config.presets).items()
+            {
+                "name": name,
+                "instruction": instruction,
+                "source": "user" if name in user else "builtin",
+                "replaces_builtin": name in user and name in BUILTIN,
+            }
+            for name, instruction in presets(user).items()
         ]
     }
 

@@ -39,6 +39,10 @@ def messages(params: dict[str, Any]) -> list[dict[str, str]]:
                 field=f"messages[{i}]",
             )
         out.append({"role": msg["role"], "content": msg["content"]})
+    if out[-1]["role"] == "user" and not out[-1]["content"].strip():
+        raise InvalidParams(
+            "the last message is empty: send some text", field=f"messages[{len(out) - 1}]"
+        )
     return out
 
 
