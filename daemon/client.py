@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -56,7 +57,30 @@ class Client:
         try:
             self.sock.sendall(json.dumps(msg).encode() + b"\n")
         except OSError as exc:
+            if isinstance(exc, BrokenPipeError | ConnectionResetError):
+                self._said_before_closing()
             raise DaemonUnavailable(f"lost the connection to the daemon ({exc.strerror})") from exc
+
+    def _said_before_closing(self) -> None:
+        """Raise the error about the whole connection a daemon that hung up sent first
+        (a line over the size limit), if it sent one."""
+        with contextlib.suppress(DaemonUnavailable):
+            while self._read() is not None:
+                pass
+
+    def _read(self) -> dict[str, Any] | None:
+        """The next message, or None at the end. An error with no id concerns the whole
+        connection (a line over the size limit): it is raised here, whoever waits."""
+        try:
+            line = self.reader.readline()
+        except OSError as exc:
+            raise DaemonUnavailable(f"lost the connection to the daemon ({exc.strerror})") from exc
+        if not line:
+            return None
+        msg: dict[str, Any] = json.loads(line)
+        if "error" in msg and msg.get("id") is None:
+            raise from_rpc(msg["error"])
+        return msg
 
     def wait(self, rid: int, on_notify: Notify | None = None) -> Any:
         """Read until the response to ``rid``; hand its notifications to ``on_notify``.
@@ -66,15 +90,9 @@ class Client:
         """
         msg = self._responses.pop(rid, None)
         while msg is None:
-            try:
-                line = self.reader.readline()
-            except OSError as exc:
-                raise DaemonUnavailable(
-                    f"lost the connection to the daemon ({exc.strerror})"
-                ) from exc
-            if not line:
+            msg = self._read()
+            if msg is None:
                 raise DaemonUnavailable("the daemon closed the connection")
-            msg = json.loads(line)
             if "method" in msg:
                 if on_notify and msg.get("params", {}).get("id") == rid:
                     on_notify(msg["method"], msg["params"])

@@ -47,7 +47,13 @@ def parse_request(obj: Any) -> Request:
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """One line of UTF-8 JSON. Text holding a lone surrogate (valid JSON in, e.g. a method
+    name echoed in an error) cannot be UTF-8: that line goes out \\u-escaped instead."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
 def response(rid: Id, result: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import socket
 import struct
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from daemon import protocol
 from daemon.app import App
@@ -53,13 +53,32 @@ class Connection:
         self.server = server
         self.number = number
         self.writer = writer
-        self.calls: dict[Any, Call] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.calls: dict[Any, Call] = {}  # by id, for cancel
+        self.tasks: dict[asyncio.Task[None], Call] = {}  # all in flight, with an id or not
 
-    def send(self, obj: dict[str, Any]) -> None:
+    def reply(self, rid: protocol.Id, outcome: Any) -> None:
+        """Send a request's one reply: its result, or the HearthError it ended with.
+
+        Every reply leaves through here, so it always goes out: one that cannot be encoded
+        becomes an internal error rather than silence."""
+        if isinstance(outcome, HearthError):
+            msg = protocol.error(rid, outcome)
+        else:
+            msg = protocol.response(rid, outcome)
+        try:
+            data = protocol.encode(msg)
+        except (TypeError, ValueError):
+            log.exception("a reply could not be encoded")
+            data = protocol.encode(protocol.error(rid, RunnerFailed("internal error: bad reply")))
+        self._write(data)
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        self._write(protocol.encode(protocol.notification(method, params)))
+
+    def _write(self, data: bytes) -> None:
         if self.writer.is_closing():
             return
-        self.writer.write(protocol.encode(obj))
+        self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             log.warning("connection %d does not read its replies; closing it", self.number)
             self.writer.transport.abort()
@@ -69,29 +88,24 @@ class Connection:
             await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT)
 
     async def handle(self, req: protocol.Request, call: Call) -> None:
+        outcome: Any
         try:
             handler = self.server.methods.get(req.method)
             if handler is None:
                 raise MethodNotFound(f"method not found: {req.method}")
-            result = await handler(call, req.params)
-            if not req.is_notification:
-                self.send(protocol.response(req.id, result))
+            outcome = await handler(call, req.params)
         except HearthError as exc:
-            if not req.is_notification:
-                self.send(protocol.error(req.id, exc))
+            outcome = exc
         except Exception as exc:
             log.exception("method %s failed", req.method)
-            if not req.is_notification:
-                err = RunnerFailed(f"internal error in {req.method}: {type(exc).__name__}")
-                self.send(protocol.error(req.id, err))
+            outcome = RunnerFailed(f"internal error in {req.method}: {type(exc).__name__}")
         finally:
             self.calls.pop(req.id, None)
+        if not req.is_notification:
+            self.reply(req.id, outcome)
         await self.flush()
 
-    def notify(self, method: str, params: dict[str, Any]) -> None:
-        self.send(protocol.notification(method, params))
-
-    def cancel(self, rid: Any) -> bool:
+    def cancel(self, rid: int | str) -> bool:
         call = self.calls.get(rid)
         if call is None:
             return False
@@ -99,10 +113,13 @@ class Connection:
         return True
 
     def close(self) -> None:
-        for call in list(self.calls.values()):
+        """The client left: cancel everything it asked for, notifications included."""
+        for task, call in list(self.tasks.items()):
             call.cancel()
-        for task in self.tasks:
             task.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
 
 
 class Server:
@@ -162,8 +179,11 @@ class Server:
             except asyncio.IncompleteReadError:
                 return
             except asyncio.LimitOverrunError:
-                err = LineTooLong(f"request line longer than {self.max_line} bytes; closing")
-                conn.send(protocol.error(None, err))
+                err = LineTooLong(
+                    f"request line longer than {self.max_line} bytes (max_line_bytes); "
+                    "the daemon closed the connection. Send less text at once."
+                )
+                conn.reply(None, err)
                 await conn.flush()
                 return
             except ConnectionError:
@@ -181,31 +201,43 @@ class Server:
             if isinstance(obj, dict):
                 rid = obj.get("id")
             req = protocol.parse_request(obj)
+            if req.id is not None and req.id in conn.calls:
+                rid = None  # its id names the request in flight: that one's reply is the one
+                raise InvalidRequest(
+                    f"a request with id {req.id!r} is still in flight; use a new id",
+                    duplicate_id=req.id,
+                )
             if req.method == "cancel":
                 self._cancel(conn, req)
                 return
-            if req.id is not None and req.id in conn.calls:
-                raise InvalidRequest(f"a request with id {req.id!r} is already running")
             if len(conn.tasks) >= MAX_IN_FLIGHT:
                 raise Busy(f"more than {MAX_IN_FLIGHT} requests in flight on this connection")
         except HearthError as exc:
-            conn.send(protocol.error(rid if isinstance(rid, int | str) else None, exc))
+            conn.reply(rid if _valid_id(rid) else None, exc)
+            return
+        except Exception as exc:  # a bug must not drop the connection and its requests
+            log.exception("could not dispatch a request")
+            err = RunnerFailed(f"internal error: {type(exc).__name__}")
+            conn.reply(rid if _valid_id(rid) else None, err)
             return
         call = Call(self.app, req.id, conn.number, conn.notify)
         if req.id is not None:
             conn.calls[req.id] = call
         task = asyncio.create_task(conn.handle(req, call))
-        conn.tasks.add(task)
-        task.add_done_callback(conn.tasks.discard)
+        conn.tasks[task] = call
+        task.add_done_callback(conn._done)
 
     def _cancel(self, conn: Connection, req: protocol.Request) -> None:
         target = req.params.get("id")
-        try:
-            if target is None:
-                raise InvalidParams("cancel needs the id of the request to stop")
-            found = conn.cancel(target)
-        except HearthError as exc:
-            conn.send(protocol.error(req.id, exc))
-            return
+        if not _valid_id(target):
+            raise InvalidParams(
+                "cancel needs the id of the request to stop: a number or a string", field="id"
+            )
+        found = conn.cancel(target)
         if not req.is_notification:
-            conn.send(protocol.response(req.id, {"cancelled": found}))
+            conn.reply(req.id, {"cancelled": found})
+
+
+def _valid_id(rid: Any) -> TypeGuard[int | str]:
+    """A JSON-RPC request id we can echo and look up: a string or a number, never a bool."""
+    return isinstance(rid, int | str) and not isinstance(rid, bool)

@@ -21,6 +21,13 @@ _ERRORS: dict[str, type[HearthError]] = {
 }
 
 
+class RunnerGone(RunnerFailed):
+    """A runner ended before it said a word about a request: it had exited or was being
+    stopped when the command was written, or died before reading it.
+
+    Nothing reached the client, so the scheduler retries the request once on a fresh runner."""
+
+
 class RunnerProcess:
     """Starts the runner, sends it one request at a time and relays its events."""
 
@@ -49,6 +56,10 @@ class RunnerProcess:
             raise EngineUnavailable(
                 f"the {engine} runner did not start in {READY_TIMEOUT:.0f}s"
             ) from None
+        except asyncio.CancelledError:  # unloaded or shut down while starting: leave no process
+            proc.kill()
+            await proc.wait()
+            raise
         if not line:
             code = await proc.wait()
             raise EngineUnavailable(
@@ -65,14 +76,17 @@ class RunnerProcess:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._next_rid += 1
         rid = self._next_rid
-        self._current = rid
-        self._send({"op": "generate", "rid": rid, **job})
+        if not self._send({"op": "generate", "rid": rid, **job}):
+            raise RunnerGone("the model process had stopped before the request reached it")
+        answered = False
         while True:
             line = await self.proc.stdout.readline()
             if not line:
                 code = await self.proc.wait()
                 how = f"signal {-code}" if code < 0 else f"exit status {code}"
-                raise RunnerFailed(
+                # Died before a word about this request: it may never have read it.
+                failed = RunnerFailed if answered else RunnerGone
+                raise failed(
                     f"the model process stopped unexpectedly ({how}); "
                     "the next request starts a new one",
                     exit=code,
@@ -80,6 +94,7 @@ class RunnerProcess:
             event = json.loads(line)
             if event.get("rid") != rid:
                 continue
+            answered = True
             kind = event["event"]
             if kind == "delta":
                 on_delta(event["text"], int(event.get("tokens", 0)))
@@ -91,14 +106,24 @@ class RunnerProcess:
     def cancel(self) -> None:
         self._send({"op": "cancel", "rid": self._next_rid})
 
-    def _send(self, cmd: dict[str, Any]) -> None:
+    def _send(self, cmd: dict[str, Any]) -> bool:
+        """Write a command; False if it cannot reach the runner (a dead runner's pipe
+        fails the write at once, and closes)."""
         assert self.proc.stdin is not None
-        if self.proc.returncode is None and not self.proc.stdin.is_closing():
-            self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+        if not self.alive:
+            return False
+        self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+        return not self.proc.stdin.is_closing()
 
     @property
     def alive(self) -> bool:
-        return self.proc.returncode is None
+        """Usable for a new request: not exited, not being stopped, not seen to die."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        return (
+            self.proc.returncode is None
+            and not self.proc.stdin.is_closing()
+            and not self.proc.stdout.at_eof()
+        )
 
     async def stop(self, timeout: float = 5.0) -> None:
         if self.proc.returncode is not None:

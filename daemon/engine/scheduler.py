@@ -11,40 +11,49 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
-from daemon.engine.process import OnDelta, RunnerProcess
-from daemon.errors import Busy, HearthError, RunnerFailed
+from daemon.engine.process import OnDelta, RunnerGone, RunnerProcess
+from daemon.errors import Busy, Cancelled, HearthError, RunnerFailed
 
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[str, Path, int, IO[bytes]], Awaitable[RunnerProcess]]
+State = Literal["queued", "starting", "running", "done"]
 
 
 @dataclass(eq=False)
 class Job:
-    """One generation request, waiting or running."""
+    """One generation request: queued → starting (its runner loads) → running → done.
 
+    A job ends exactly once (`Scheduler._end`): with a result, a cancelled result or
+    an error, whichever comes first; later outcomes are dropped."""
+
+    slot: Slot
     client: int
     params: dict[str, Any]
     on_delta: OnDelta
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    running: bool = False
+    state: State = "queued"
+    runner: RunnerProcess | None = None  # while running
     cancelled: bool = False
 
 
 @dataclass(eq=False)
 class Slot:
-    """A (model, engine) pair: its runner, its queue and its keep-alive timer."""
+    """A (model, engine) pair: its runner, its queue and its keep-alive timer.
+
+    One runner start at a time: `starting` is the task every waiter shares."""
 
     key: tuple[str, str]
     path: Path
     runner: RunnerProcess | None = None
+    starting: asyncio.Task[RunnerProcess] | None = None
     queues: dict[int, deque[Job]] = field(default_factory=dict)
     current: Job | None = None
     worker: asyncio.Task[None] | None = None
@@ -84,55 +93,94 @@ class Scheduler:
                 f"{model} has {slot.pending()} requests waiting; retry in a moment",
                 retry_after_ms=1000,
             )
-        job = Job(client, params, on_delta)
+        job = Job(slot, client, params, on_delta)
         slot.queues.setdefault(client, deque()).append(job)
-        if slot.timer:
-            slot.timer.cancel()
-            slot.timer = None
+        self._disarm(slot)
         if slot.worker is None or slot.worker.done():
             slot.worker = asyncio.create_task(self._work(slot))
         return job
 
     def cancel(self, job: Job) -> None:
-        """Stop a job: dequeue it if waiting, or tell its runner to stop within a token."""
-        if job.future.done() or job.cancelled:
-            return
-        job.cancelled = True
-        for slot in self.slots.values():
-            if slot.current is job and slot.runner:
-                slot.runner.cancel()
-                return
-            queue = slot.queues.get(job.client)
+        """Stop a job: one waiting or starting ends at once, a running one within a token."""
+        if job.state == "running":
+            if not job.cancelled and job.runner is not None:
+                job.runner.cancel()
+            job.cancelled = True
+        elif job.state != "done":
+            queue = job.slot.queues.get(job.client)
             if queue and job in queue:
                 queue.remove(job)
-                job.future.set_result(_cancelled_result())
-                return
+            self._end(job, _cancelled_result())
 
     async def load(self, model: str, engine: str, path: Path) -> RunnerProcess:
-        slot = self._slot(model, engine, path)
-        if slot.runner is None or not slot.runner.alive:
-            slot.runner = await self.spawn(engine, path, self.n_ctx, self.log_file)
-            log.info("loaded %s on %s (runner pid %d)", model, engine, slot.runner.pid)
-            if not slot.pending() and slot.current is None:
-                self._arm_timer(slot)
-        return slot.runner
+        return await self._ready(self._slot(model, engine, path))
 
     async def unload(self, model: str) -> int:
-        """Stop every runner of a model; waiting and running requests end as cancelled."""
-        count = 0
-        for slot in [s for s in self.slots.values() if s.key[0] == model]:
+        """Stop every runner of a model, and any that is starting; its requests end cancelled."""
+        slots = [s for s in self.slots.values() if s.key[0] == model]
+        return await self._clear(slots)
+
+    async def _clear(self, slots: list[Slot]) -> int:
+        """Detach each slot's runner (new requests start a fresh one), then stop it."""
+        stopping: list[Awaitable[Any]] = []
+        for slot in slots:
+            self._disarm(slot)
             for queue in slot.queues.values():
                 for job in queue:
-                    job.cancelled = True
-                    job.future.set_result(_cancelled_result())
-                queue.clear()
+                    self._end(job, _cancelled_result())
+            slot.queues.clear()
             if slot.current:
                 self.cancel(slot.current)
+            if slot.starting:  # its runner is killed and reaped as the start is cancelled
+                slot.starting.cancel()
+                stopping.append(slot.starting)
+                slot.starting = None
             if slot.runner:
-                await slot.runner.stop()
+                stopping.append(slot.runner.stop())
                 slot.runner = None
-                count += 1
-        return count
+        await asyncio.gather(*stopping, return_exceptions=True)
+        return len(stopping)
+
+    async def _ready(self, slot: Slot) -> RunnerProcess:
+        """The slot's runner, started if need be: one start per slot, shared by its waiters.
+
+        A waiter that is cancelled (its client left) leaves the start to the others; the
+        runner then idles into keep-alive like any other."""
+        if slot.runner is not None and not slot.runner.alive:
+            self._detach(slot)  # it died: reap it, start another
+        if slot.runner is not None:
+            return slot.runner
+        if slot.starting is None:
+            slot.starting = asyncio.create_task(self._start(slot))
+            slot.starting.add_done_callback(_retrieve)
+        starting = slot.starting
+        await asyncio.wait([starting])
+        if starting.cancelled():
+            raise Cancelled(f"{slot.key[0]} was unloaded while it was starting")
+        return starting.result()
+
+    async def _start(self, slot: Slot) -> RunnerProcess:
+        me = asyncio.current_task()
+        try:
+            runner = await self.spawn(slot.key[1], slot.path, self.n_ctx, self.log_file)
+        except BaseException:
+            if slot.starting is me:
+                slot.starting = None
+            raise
+        if slot.starting is not me:  # unloaded just as it became ready
+            await runner.stop()
+            raise asyncio.CancelledError
+        slot.starting, slot.runner = None, runner
+        log.info("loaded %s on %s (runner pid %d)", slot.key[0], slot.key[1], runner.pid)
+        if not slot.pending() and slot.current is None:
+            self._arm_timer(slot)
+        return runner
+
+    def _detach(self, slot: Slot) -> None:
+        """Take the slot's runner out of service and stop it in the background."""
+        if slot.runner is not None:
+            runner, slot.runner = slot.runner, None
+            self._background(runner.stop())
 
     async def _work(self, slot: Slot) -> None:
         turn = deque(slot.queues)
@@ -145,38 +193,76 @@ class Scheduler:
             job = queue.popleft()
             if not queue:
                 del slot.queues[client]
-            slot.current, job.running = job, True
+            slot.current = job
             try:
-                runner = await self.load(slot.key[0], slot.key[1], slot.path)
-                result = await runner.generate(job.params, job.on_delta)
+                result = await self._run(slot, job)
                 if result["finish_reason"] == "cancelled":  # counts only: never user text
                     log.info("request cancelled after %d tokens", result["tokens"]["completion"])
-                if not job.future.done():
-                    job.future.set_result(result)
+                self._end(job, result)
             except HearthError as exc:
-                if isinstance(exc, RunnerFailed) and slot.runner and not slot.runner.alive:
-                    slot.runner = None
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                self._end(job, exc)
             except Exception as exc:  # a bug must not kill the queue: report it to the client
                 log.exception("request failed")
-                if not job.future.done():
-                    job.future.set_exception(RunnerFailed(f"internal error: {exc}"))
+                self._end(job, RunnerFailed(f"internal error: {exc}"))
             finally:
                 slot.current = None
         self._arm_timer(slot)
 
+    async def _run(self, slot: Slot, job: Job) -> dict[str, Any]:
+        """Run a job on the slot's runner. A command that never reached its runner (it had
+        died idle, or was being stopped) is retried once on a fresh one: see RunnerGone."""
+        try:
+            return await self._run_once(slot, job)
+        except RunnerGone:
+            if job.cancelled:
+                return _cancelled_result()
+            return await self._run_once(slot, job)
+
+    async def _run_once(self, slot: Slot, job: Job) -> dict[str, Any]:
+        job.state = "starting"
+        runner = await self._ready(slot)
+        if job.future.done():  # cancelled while its runner started: it never runs
+            return _cancelled_result()
+        job.state, job.runner = "running", runner
+        try:
+            result: dict[str, Any] = await runner.generate(job.params, job.on_delta)
+        except RunnerFailed:
+            if slot.runner is runner and not runner.alive:
+                self._detach(slot)
+            raise
+        return result
+
+    def _end(self, job: Job, outcome: dict[str, Any] | HearthError) -> None:
+        """Settle a job, once: the first outcome wins."""
+        job.state, job.runner = "done", None
+        if job.future.done():
+            return
+        if isinstance(outcome, HearthError):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
+
+    def _disarm(self, slot: Slot) -> None:
+        if slot.timer:
+            slot.timer.cancel()
+            slot.timer = None
+
     def _arm_timer(self, slot: Slot) -> None:
+        self._disarm(slot)  # one timer per slot: a stale one would unload early
         if self.keep_alive < 0 or slot.runner is None:
             return
         if self.keep_alive == 0:
-            self._spawn_expiry(slot)
+            self._background(self._expire(slot))
         else:
             loop = asyncio.get_running_loop()
-            slot.timer = loop.call_later(self.keep_alive, self._spawn_expiry, slot)
+            slot.timer = loop.call_later(self.keep_alive, self._on_timer, slot)
 
-    def _spawn_expiry(self, slot: Slot) -> None:
-        task = asyncio.create_task(self._expire(slot))
+    def _on_timer(self, slot: Slot) -> None:
+        slot.timer = None
+        self._background(self._expire(slot))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -193,7 +279,7 @@ class Scheduler:
                 "model": s.key[0],
                 "engine": s.key[1],
                 "pid": s.runner.pid,
-                "busy": s.current is not None,
+                "busy": s.current is not None and s.current.state == "running",
             }
             for s in self.slots.values()
             if s.runner and s.runner.alive
@@ -203,12 +289,14 @@ class Scheduler:
         return sum(s.pending() for s in self.slots.values())
 
     async def close(self) -> None:
-        for slot in self.slots.values():
-            if slot.timer:
-                slot.timer.cancel()
-            if slot.runner:
-                await slot.runner.stop()
-                slot.runner = None
+        await self._clear(list(self.slots.values()))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _retrieve(task: asyncio.Task[RunnerProcess]) -> None:
+    """Mark a start's failure as seen: its waiters may all have left."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _cancelled_result() -> dict[str, Any]:
