@@ -138,7 +138,8 @@ class Scheduler:
             if slot.runner:
                 stopping.append(slot.runner.stop())
                 slot.runner = None
-        await asyncio.gather(*stopping, return_exceptions=True)
+        # Shielded: an unload whose client leaves still kills and reaps what it stopped.
+        await asyncio.shield(asyncio.gather(*stopping, return_exceptions=True))
         return len(stopping)
 
     async def _ready(self, slot: Slot) -> RunnerProcess:
@@ -214,8 +215,6 @@ class Scheduler:
         try:
             return await self._run_once(slot, job)
         except RunnerGone:
-            if job.cancelled:
-                return _cancelled_result()
             return await self._run_once(slot, job)
 
     async def _run_once(self, slot: Slot, job: Job) -> dict[str, Any]:
@@ -229,6 +228,8 @@ class Scheduler:
         except RunnerFailed:
             if slot.runner is runner and not runner.alive:
                 self._detach(slot)
+            if job.cancelled:  # stopped under it (an unload had to kill it): as it was asked
+                return _cancelled_result()
             raise
         return result
 
