@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from daemon.engine.process import RunnerGone
 from daemon.engine.scheduler import Scheduler
+from daemon.errors import RunnerFailed
 
 
 class StandInRunner:
@@ -85,3 +87,81 @@ def test_unload_cancels_waiting_requests() -> None:
 
     reasons = asyncio.run(scenario())
     assert reasons.count("cancelled") >= 2
+
+
+def test_a_job_cancelled_while_its_runner_starts_never_runs_and_loads_share_one_start() -> None:
+    async def scenario() -> tuple[list[str], int, str]:
+        log: list[str] = []
+        made: list[StandInRunner] = []
+        gate = asyncio.Event()
+
+        async def slow_spawn(engine: str, path: Path, n_ctx: int, out: IO[bytes]) -> Any:
+            await gate.wait()
+            made.append(StandInRunner(log))
+            return made[-1]
+
+        s = Scheduler(keep_alive=-1, queue_size=8, n_ctx=512, log_file=None, spawn=slow_spawn)  # type: ignore[arg-type]
+        job = await s.submit("m", "llamacpp", Path("m"), 1, {"tag": "a"}, lambda t, n: None)
+        loads = [asyncio.create_task(s.load("m", "llamacpp", Path("m"))) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert job.state == "starting"
+        s.cancel(job)
+        result = await job.future  # at once: the start is still held back
+        gate.set()
+        await asyncio.gather(*loads)
+        await asyncio.sleep(0.01)
+        return log, len(made), result["finish_reason"]
+
+    ran, runners, reason = asyncio.run(scenario())
+    assert (ran, runners, reason) == ([], 1, "cancelled")
+
+
+def test_unload_during_a_start_cancels_it_and_counts_it() -> None:
+    async def scenario() -> tuple[int, bool, str]:
+        cancelled = asyncio.Event()
+
+        async def never_ready(engine: str, path: Path, n_ctx: int, out: IO[bytes]) -> Any:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.set()  # where RunnerProcess.start kills and reaps its process
+                raise
+
+        s = Scheduler(keep_alive=-1, queue_size=8, n_ctx=512, log_file=None, spawn=never_ready)  # type: ignore[arg-type]
+        job = await s.submit("m", "llamacpp", Path("m"), 1, {"tag": "a"}, lambda t, n: None)
+        await asyncio.sleep(0.01)
+        unloaded = await s.unload("m")
+        result = await job.future
+        return unloaded, cancelled.is_set(), result["finish_reason"]
+
+    assert asyncio.run(scenario()) == (1, True, "cancelled")
+
+
+class GoneRunner(StandInRunner):
+    """A runner that ends before it says a word about the request."""
+
+    async def generate(self, job: dict[str, Any], on_delta: Callable[[str, int], None]) -> Any:
+        self.alive = False
+        raise RunnerGone("gone before it read the request")
+
+
+def test_a_request_no_runner_read_is_retried_once_on_a_fresh_runner() -> None:
+    async def scenario(kinds: list[type[StandInRunner]]) -> tuple[Any, int]:
+        made: list[StandInRunner] = []
+
+        async def spawn(engine: str, path: Path, n_ctx: int, out: IO[bytes]) -> Any:
+            made.append(kinds[len(made)]([]))
+            return made[-1]
+
+        s = Scheduler(keep_alive=-1, queue_size=8, n_ctx=512, log_file=None, spawn=spawn)  # type: ignore[arg-type]
+        job = await s.submit("m", "llamacpp", Path("m"), 1, {"tag": "a"}, lambda t, n: None)
+        try:
+            outcome = await job.future
+        except RunnerFailed as exc:
+            outcome = exc
+        return outcome, len(made)
+
+    result, runners = asyncio.run(scenario([GoneRunner, StandInRunner]))
+    assert (result["finish_reason"], runners) == ("stop", 2)
+    error, runners = asyncio.run(scenario([GoneRunner, GoneRunner, StandInRunner]))
+    assert isinstance(error, RunnerFailed) and runners == 2  # once only

@@ -168,11 +168,14 @@ def test_a_request_its_runner_died_before_reading_is_retried_on_a_fresh_one(
         until(lambda: runner_pids(cold) == fresh and not zombies(cold), "the dead one reaped", 30)
 
 
-# 8. Keep-alive counts from the last request, whatever was unloaded before.
+# 8. Keep-alive counts from the last use, whatever was unloaded before.
 
 
 def test_a_keep_alive_timer_from_before_an_unload_does_not_unload_early() -> None:
-    keep = 4.0
+    """chat → unload → load: the chat's timer must not unload the loaded runner. It would
+    fire `gap` seconds before the load's own (if the load is done by then: `keep` is long
+    enough for a slow start)."""
+    keep, gap = 12.0, 2.0
     home = make_home(f"keep_alive = {keep}\n")
     daemon = start_daemon(home)
     try:
@@ -180,14 +183,13 @@ def test_a_keep_alive_timer_from_before_an_unload_does_not_unload_early() -> Non
         with daemon.client() as c:
             c.call("chat", SHORT)  # arms a timer for `keep` seconds from now
             assert c.call("models.unload", {"model": model})["unloaded"] == 1
-            time.sleep(1.5)  # so that timer would fire well before the next one
-            pid = c.call("models.load", {"model": model})["pid"]
+            time.sleep(gap)
             sent = time.monotonic()
-            c.call("chat", SHORT)  # its timer runs from its end, after `sent`
+            pid = c.call("models.load", {"model": model})["pid"]  # its timer: from its start
             while (now := time.monotonic()) < sent + keep:
                 pids = status_pids(c)
-                if time.monotonic() < sent + keep:  # answered before any timer may fire
-                    assert pids == {pid}, f"unloaded {now - sent:.1f}s after the last request"
+                if time.monotonic() < sent + keep:  # answered before the load's timer fired
+                    assert pids == {pid}, f"unloaded {now - sent:.1f}s after the load"
                 time.sleep(0.05)
             until(lambda: not status_pids(c), "keep-alive to unload it", 60)
             until(lambda: no_runner_left(daemon), "the runner to exit", 30)
