@@ -118,7 +118,7 @@ class Connection:
             call.cancel()
             task.cancel()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
 
 
@@ -225,7 +225,7 @@ class Server:
             conn.calls[req.id] = call
         task = asyncio.create_task(conn.handle(req, call))
         conn.tasks[task] = call
-        task.add_done_callback(conn._done)
+        task.add_done_callback(conn.finished)
 
     def _cancel(self, conn: Connection, req: protocol.Request) -> None:
         target = req.params.get("id")

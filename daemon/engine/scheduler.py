@@ -4,6 +4,10 @@ Keep-alive works like ollama's: after the last request a timer unloads the model
 0 unloads at once, a negative value pins it. Each model has a bounded queue; when
 it is full the client gets `busy`. Waiting requests are served round-robin by
 client, so one client's burst cannot starve another.
+
+A job goes queued → starting (its runner loads) → running → done, and a cancel takes
+effect in every state. A slot starts at most one runner at a time, and takes a runner
+out of service before stopping it, so no request is ever handed a runner on its way out.
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ class Scheduler:
             self._end(job, _cancelled_result())
 
     async def load(self, model: str, engine: str, path: Path) -> RunnerProcess:
+        """The model's runner, started now if it is not up (or joining its start)."""
         return await self._ready(self._slot(model, engine, path))
 
     async def unload(self, model: str) -> int:
