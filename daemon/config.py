@@ -19,6 +19,7 @@ class Config:
     max_line_bytes: int = 1 << 20
     n_ctx: int = 4096
     presets: dict[str, str] = field(default_factory=dict)  # user presets: name -> instruction
+    hotkeys: dict[str, str] = field(default_factory=dict)  # action -> key sequence (the tray's)
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -39,7 +40,7 @@ class Config:
         """Check every value; ``text`` (the file's own text) lets errors name a line."""
         values: dict[str, Any] = {}
         for key, value in raw.items():
-            if key == "presets":
+            if key in ("presets", "hotkeys"):
                 continue
             if key not in _KNOWN:
                 raise ValueError(f"{source}: unknown setting {key!r}")
@@ -49,7 +50,13 @@ class Config:
             values[key] = value
         if values.get("engine", "auto") not in ENGINES:
             raise ValueError(f"{source}: engine must be one of {', '.join(ENGINES)}")
-        return cls(**values, presets=_presets(raw.get("presets", []), source, text))
+        hotkeys = raw.get("hotkeys", {})
+        if not isinstance(hotkeys, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in hotkeys.items()
+        ):
+            raise ValueError(f"{source}: [hotkeys] maps actions to key sequences (strings)")
+        presets = _presets(raw.get("presets", []), source, text)
+        return cls(**values, presets=presets, hotkeys=dict(hotkeys))
 
 
 _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
