@@ -1,0 +1,272 @@
+"""`hearth tray`: the tray process. Builds everything once in main() and runs Qt's loop.
+
+``Hearth`` is the controller the tray menu and windows talk to: it owns the connection,
+the latest snapshot of the daemon's state (for the menu), the windows (created on first
+use) and the icon's look.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from PySide6.QtCore import QObject, QSocketNotifier
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
+
+from daemon.errors import HearthError
+from daemon.paths import Paths
+from gui import icons
+from gui.chat_window import ChatWindow
+from gui.connection import DaemonConnection, State
+from gui.first_run import FirstRun, TrayState
+from gui.privacy import PrivacyWindow
+from gui.settings import SettingsWindow
+from gui.tray import Tray
+
+log = logging.getLogger("hearth.tray")
+
+
+class Hearth(QObject):
+    def __init__(self, paths: Paths, connection: DaemonConnection) -> None:
+        super().__init__()
+        self.paths = paths
+        self.conn = connection
+        self.snapshot: dict[str, Any] = {}
+        self.busy = 0  # answers and rewrites in progress
+        self.error = ""  # the last error, until the next success
+        self.chat: ChatWindow | None = None
+        self.settings: SettingsWindow | None = None
+        self.privacy: PrivacyWindow | None = None
+        self.quit_box: QMessageBox | None = None
+        self.first_run = FirstRun(connection, TrayState(paths.data / "tray.json"))
+        self.first_run.vaultChanged.connect(self._vault_changed)
+        self.tray = Tray(self)
+        self.conn.stateChanged.connect(lambda _: self._update_look())
+        self.conn.connected.connect(self._on_connected)
+        self.conn.disconnected.connect(self._on_disconnected)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _on_connected(self, hello: dict[str, Any]) -> None:
+        self.error = ""
+        self.refresh()
+        self.first_run.check()
+
+    def _on_disconnected(self, why: str) -> None:
+        if self.conn.state is State.OFFLINE:
+            self.tray.notify("Hearth", why, error=True)
+        self._update_look()
+
+    def refresh(self) -> None:
+        """Ask the daemon for what the menu shows (its submenus refill as they open)."""
+        if self.conn.state is not State.CONNECTED:
+            return
+        for key, method in (("status", "status"), ("models", "models.list"),
+                            ("net", "net.status"), ("vault", "vault.status")):  # fmt: skip
+            self.conn.call(method).finished.connect(lambda r, k=key: self._store(k, r))
+        self.conn.call("rewrite.presets").finished.connect(
+            lambda r: self._store("presets", r.get("presets", []))
+        )
+
+    def _store(self, key: str, value: Any) -> None:
+        self.snapshot[key] = value
+        if key == "vault":
+            self._update_look()
+
+    def _vault_changed(self, status: dict[str, Any]) -> None:
+        self._store("vault", status)
+        if self.chat is not None:
+            self.chat.reload()
+
+    def _update_look(self) -> None:
+        vault = self.snapshot.get("vault") or {}
+        if self.conn.state is not State.CONNECTED:
+            look, detail = icons.Look.OFFLINE, ""
+        elif self.error:
+            look, detail = icons.Look.ERROR, self.error
+        elif self.busy:
+            look, detail = icons.Look.GENERATING, ""
+        elif vault.get("reason") == "passphrase_locked":
+            look, detail = icons.Look.LOCKED, "unlock it from this menu"
+        else:
+            look, detail = icons.Look.IDLE, ""
+        if look is not self.tray.look:
+            log.info("tray icon: %s", look.value)
+        self.tray.show_look(look, detail)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = max(0, self.busy + (1 if busy else -1))
+        if busy:
+            self.error = ""
+        self._update_look()
+
+    def _failed(self, title: str, error: HearthError) -> None:
+        self.error = error.message
+        self._update_look()
+        self.tray.notify(title, error.message, error=True)
+
+    # -- actions (the menu's) -----------------------------------------------------------
+
+    def show_chat(self) -> None:
+        if self.chat is None:
+            self.chat = ChatWindow(self.conn)
+            self.chat.generating.connect(self._set_busy)
+            self.chat.answered.connect(lambda _: self.refresh())
+        _raise(self.chat)
+
+    def show_settings(self) -> None:
+        if self.settings is None:
+            self.settings = SettingsWindow(self.conn)
+            self.settings.finished.connect(lambda _: self.refresh())
+        else:
+            self.settings.load()
+        _raise(self.settings)
+
+    def show_privacy(self, kind: str = "all") -> None:
+        if self.privacy is None:
+            self.privacy = PrivacyWindow(self.conn)
+        else:
+            self.privacy.refresh()
+        self.privacy.show_kind(kind)
+        _raise(self.privacy)
+
+    def rewrite_clipboard(self, preset: str) -> None:
+        clipboard = QGuiApplication.clipboard()
+        text = clipboard.text()
+        if not text.strip():
+            self.tray.notify("Nothing to rewrite", "Copy some text first, then pick a preset.")
+            return
+        self._set_busy(True)
+        reply = self.conn.call("rewrite", {"text": text, "preset": preset})
+
+        def done(result: dict[str, Any]) -> None:
+            self._set_busy(False)
+            clipboard.setText(result["text"])
+            self.tray.notify("Rewritten", f"{preset}: the new text is on your clipboard.")
+
+        def failed(error: HearthError) -> None:
+            self._set_busy(False)
+            self._failed("Rewrite failed", error)
+
+        reply.finished.connect(done)
+        reply.failed.connect(failed)
+
+    def choose_model(self, name: str) -> None:
+        reply = self.conn.call("prefs.set", {"key": "default_model", "value": name})
+        reply.finished.connect(lambda _: self.refresh())
+        reply.failed.connect(lambda e: self._failed("Could not switch the model", e))
+
+    def unload_models(self) -> None:
+        for runner in (self.snapshot.get("status") or {}).get("runners", []):
+            reply = self.conn.call("models.unload", {"model": runner["model"]})
+            reply.finished.connect(lambda _: self.refresh())
+            reply.failed.connect(lambda e: self._failed("Could not unload the model", e))
+
+    def set_offline(self, offline: bool) -> None:
+        mode = "offline" if offline else "allow-listed"
+        reply = self.conn.call("net.set_mode", {"mode": mode})
+        reply.finished.connect(lambda status: self._store("net", status))
+        reply.failed.connect(lambda e: self._failed("Could not change the network mode", e))
+        if not offline:
+            self.tray.notify(
+                "Online for allowed hosts", "Only the hosts you allowed are reachable."
+            )
+
+    def ask_quit(self) -> None:
+        box = QMessageBox()
+        box.setWindowIcon(icons.app_icon())
+        box.setWindowTitle("Quit Hearth")
+        box.setText("Quit Hearth?")
+        box.setInformativeText(
+            "Hearth's background service can keep running, so the command line and other "
+            "apps can still use it. It uses little memory once its model is unloaded."
+        )
+        stop = box.addButton("Quit and stop the service", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Quit, keep it running", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+
+        def done(_: int) -> None:
+            clicked = box.clickedButton()
+            if clicked is stop:
+                self.quit(stop_daemon=True)
+            elif clicked is keep:
+                self.quit(stop_daemon=False)
+
+        box.finished.connect(done)
+        self.quit_box = box
+        _raise(box)
+
+    def quit(self, stop_daemon: bool) -> None:
+        pid = (self.snapshot.get("status") or {}).get("pid")
+        self.conn.close()
+        if stop_daemon and isinstance(pid, int):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                log.info("asked the daemon (pid %d) to stop", pid)
+            except OSError as exc:
+                log.warning("could not stop the daemon: %s", exc)
+        self.tray.icon.hide()
+        QApplication.quit()
+
+
+def _raise(window: Any) -> None:
+    window.show()
+    window.raise_()
+    window.activateWindow()
+
+
+def setup_logging(paths: Paths) -> None:
+    """The tray's own log: states and error kinds, never what the user wrote."""
+    paths.ensure()
+    handler = logging.FileHandler(paths.logs / "tray.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _quit_on_signals(app: QApplication) -> tuple[socket.socket, socket.socket, QSocketNotifier]:
+    """Ctrl+C and SIGTERM quit cleanly. Python runs signal handlers only when it gets
+    control, so the signal's wake-up byte is made an event Qt's loop waits on: no
+    polling timer, no wake-ups while idle."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
+    notifier.activated.connect(lambda *_: reader.recv(64))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    return reader, writer, notifier  # the caller keeps them alive (and the fds open)
+
+
+def main(argv: list[str] | None = None, autostart: bool = True) -> int:
+    paths = Paths.from_env()
+    setup_logging(paths)
+    app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("Hearth")
+    app.setApplicationDisplayName("Hearth")
+    app.setDesktopFileName("hearth")
+    app.setQuitOnLastWindowClosed(False)
+    app.setWindowIcon(icons.app_icon())
+    connection = DaemonConnection(paths, autostart=autostart)
+    hearth = Hearth(paths, connection)
+    if QSystemTrayIcon.isSystemTrayAvailable():
+        hearth.tray.icon.show()
+        log.info("tray icon shown (pid %d)", os.getpid())
+    else:  # no tray on this desktop: the window is the app
+        log.warning("no system tray here: opening the chat window instead")
+        app.setQuitOnLastWindowClosed(True)
+        hearth.show_chat()
+        assert hearth.chat is not None
+        hearth.chat.hide_on_close = False
+    wake = _quit_on_signals(app)  # noqa: F841 (kept alive while the loop runs)
+    connection.open()
+    code = app.exec()
+    connection.close()
+    return int(code)

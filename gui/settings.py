@@ -1,0 +1,459 @@
+"""Settings: model and engine, keep-alive, history, rewrite presets, hotkeys, network.
+
+Every change is sent to the daemon at once (it persists them: config.toml for its own
+settings, the vault for privacy settings, the egress policy file for the network), and
+the result is shown in the status line. Nothing here writes a file itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QKeySequenceEdit,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QRadioButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from daemon.errors import HearthError
+from gui import icons
+from gui.connection import DaemonConnection, Reply
+from gui.widgets import Banner, Tone
+
+KEEP_ALIVE = [("Unload at once", 0), ("1 minute", 60), ("5 minutes", 300),
+              ("30 minutes", 1800), ("2 hours", 7200), ("Keep loaded", -1)]  # fmt: skip
+RETENTION = [("Forever", None), ("1 day", 1), ("1 week", 7), ("30 days", 30),
+             ("90 days", 90), ("1 year", 365)]  # fmt: skip
+HOTKEYS = [("rewrite", "Rewrite the selected text"), ("open_chat", "Open the chat window")]
+MODES = [("offline", "Offline: nothing leaves this computer"),
+         ("allow-listed", "Only the hosts below"),
+         ("ask", "Ask each time (refused until Hearth can ask)")]  # fmt: skip
+
+
+class PresetDialog(QDialog):
+    """Name and instruction of one preset of the user's own."""
+
+    def __init__(self, parent: QWidget, name: str = "", instruction: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Edit preset" if name else "New preset")
+        form = QFormLayout(self)
+        self.name = QLineEdit(name, self)
+        self.name.setAccessibleName("Preset name")
+        self.name.setPlaceholderText("e.g. pirate")
+        self.instruction = QPlainTextEdit(instruction, self)
+        self.instruction.setAccessibleName("Instruction")
+        self.instruction.setPlaceholderText("e.g. Rewrite this text as a pirate would say it.")
+        self.instruction.setMinimumSize(380, 100)
+        form.addRow("Name", self.name)
+        form.addRow("Instruction", self.instruction)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+
+class SettingsWindow(QDialog):
+    def __init__(self, connection: DaemonConnection, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.conn = connection
+        self.setWindowTitle("Hearth Settings")
+        self.setWindowIcon(icons.app_icon())
+        self.resize(620, 520)
+        self.presets: list[dict[str, Any]] = []
+        self.preset_dialog: PresetDialog | None = None
+        self.pending = 0  # requests not answered yet (tests wait for 0)
+        layout = QVBoxLayout(self)
+        self.banner = Banner(self)
+        layout.addWidget(self.banner)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self._model_tab(), "Model")
+        self.tabs.addTab(self._history_tab(), "History")
+        self.tabs.addTab(self._presets_tab(), "Rewrite presets")
+        self.tabs.addTab(self._hotkeys_tab(), "Hotkeys")
+        self.tabs.addTab(self._network_tab(), "Network")
+        layout.addWidget(self.tabs, 1)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        close.rejected.connect(self.close)
+        layout.addWidget(close)
+        self.conn.connected.connect(lambda _: self.load())
+        self.load()
+
+    # -- tabs ----------------------------------------------------------------------------
+
+    def _model_tab(self) -> QWidget:
+        tab = QWidget()
+        form = QFormLayout(tab)
+        self.model_box = QComboBox(tab)
+        self.model_box.setAccessibleName("Default model")
+        self.engine_box = QComboBox(tab)
+        self.engine_box.setAccessibleName("Engine")
+        for label, value in (("Automatic", "auto"), ("llama.cpp", "llamacpp"), ("MLX", "mlx")):
+            self.engine_box.addItem(label, value)
+        self.keep_alive = QComboBox(tab)
+        self.keep_alive.setAccessibleName("Keep the model loaded")
+        for label, seconds in KEEP_ALIVE:
+            self.keep_alive.addItem(label, seconds)
+        self.import_button = QPushButton("Import a model file…", tab)
+        self.import_button.setAccessibleName("Import a model file")
+        note = QLabel(
+            "A model stays in memory this long after its last answer, so the next one "
+            "starts at once. Import a GGUF file or an MLX folder to use a bigger model.",
+            tab,
+        )
+        note.setWordWrap(True)
+        form.addRow("Default model", self.model_box)
+        form.addRow("Engine", self.engine_box)
+        form.addRow("Keep loaded", self.keep_alive)
+        form.addRow("", self.import_button)
+        form.addRow(note)
+        self.model_box.activated.connect(
+            lambda _: self._set_pref("default_model", self.model_box.currentData())
+        )
+        self.engine_box.activated.connect(
+            lambda _: self._set_pref("engine", self.engine_box.currentData())
+        )
+        self.keep_alive.activated.connect(
+            lambda _: self._set_pref("keep_alive", self.keep_alive.currentData())
+        )
+        self.import_button.clicked.connect(self._import)
+        return tab
+
+    def _history_tab(self) -> QWidget:
+        tab = QWidget()
+        form = QFormLayout(tab)
+        self.keep_history = QCheckBox("Keep my conversations (encrypted on this computer)", tab)
+        self.keep_history.setAccessibleName("Keep history")
+        self.retention = QComboBox(tab)
+        self.retention.setAccessibleName("Delete conversations older than")
+        for label, days in RETENTION:
+            self.retention.addItem(label, days)
+        self.history_note = QLabel(tab)
+        self.history_note.setWordWrap(True)
+        form.addRow(self.keep_history)
+        form.addRow("Keep them for", self.retention)
+        form.addRow(self.history_note)
+        self.keep_history.clicked.connect(
+            lambda on: self._call("settings.set", {"key": "keep_history", "value": on})
+        )
+        self.retention.activated.connect(self._set_retention)
+        return tab
+
+    def _presets_tab(self) -> QWidget:
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        intro = QLabel("Built-in presets are shown in grey; add your own for the rewrite menu.")
+        intro.setWordWrap(True)
+        self.preset_list = QListWidget(tab)
+        self.preset_list.setAccessibleName("Rewrite presets")
+        row = QHBoxLayout()
+        self.add_preset_button = QPushButton("Add…", tab)
+        self.edit_preset_button = QPushButton("Edit…", tab)
+        self.remove_preset_button = QPushButton("Remove", tab)
+        for button, name in ((self.add_preset_button, "Add a preset"),
+                             (self.edit_preset_button, "Edit the preset"),
+                             (self.remove_preset_button, "Remove the preset")):  # fmt: skip
+            button.setAccessibleName(name)
+            row.addWidget(button)
+        row.addStretch(1)
+        layout.addWidget(intro)
+        layout.addWidget(self.preset_list, 1)
+        layout.addLayout(row)
+        self.add_preset_button.clicked.connect(lambda: self._edit_preset(None))
+        self.edit_preset_button.clicked.connect(lambda: self._edit_preset(self._chosen_preset()))
+        self.preset_list.itemDoubleClicked.connect(
+            lambda _: self._edit_preset(self._chosen_preset())
+        )
+        self.remove_preset_button.clicked.connect(self._remove_preset)
+        self.preset_list.currentItemChanged.connect(lambda *_: self._preset_buttons())
+        return tab
+
+    def _hotkeys_tab(self) -> QWidget:
+        tab = QWidget()
+        form = QFormLayout(tab)
+        self.hotkey_edits: dict[str, QKeySequenceEdit] = {}
+        for action, label in HOTKEYS:
+            edit = QKeySequenceEdit(tab)
+            edit.setAccessibleName(label)
+            edit.setClearButtonEnabled(True)
+            edit.setMaximumSequenceLength(1)
+            edit.editingFinished.connect(self._save_hotkeys)
+            self.hotkey_edits[action] = edit
+            form.addRow(label, edit)
+        note = QLabel("Hotkeys work in every application while Hearth's tray icon is there.")
+        note.setWordWrap(True)
+        form.addRow(note)
+        return tab
+
+    def _network_tab(self) -> QWidget:
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        self.mode_buttons: dict[str, QRadioButton] = {}
+        for mode, label in MODES:
+            button = QRadioButton(label, tab)
+            button.setAccessibleName(label)
+            button.clicked.connect(lambda _=False, m=mode: self._call("net.set_mode", {"mode": m}))
+            self.mode_buttons[mode] = button
+            layout.addWidget(button)
+        self.hosts = QListWidget(tab)
+        self.hosts.setAccessibleName("Allowed hosts")
+        self.hosts.setMaximumHeight(110)
+        row = QHBoxLayout()
+        self.host_edit = QLineEdit(tab)
+        self.host_edit.setPlaceholderText("host, *.domain or IP")
+        self.host_edit.setAccessibleName("Host to allow")
+        allow = QPushButton("Allow", tab)
+        revoke = QPushButton("Remove", tab)
+        row.addWidget(self.host_edit, 1)
+        row.addWidget(allow)
+        row.addWidget(revoke)
+        layout.addWidget(QLabel("Allowed hosts", tab))
+        layout.addWidget(self.hosts)
+        layout.addLayout(row)
+        remote = QFormLayout()
+        self.remote_url = QLineEdit(tab)
+        self.remote_url.setPlaceholderText("https://api.example.com/v1 (OpenAI-compatible)")
+        self.remote_url.setAccessibleName("Remote server URL")
+        self.remote_model = QLineEdit(tab)
+        self.remote_model.setAccessibleName("Remote model")
+        self.remote_key = QLineEdit(tab)
+        self.remote_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.remote_key.setAccessibleName("API key")
+        self.remote_key.setPlaceholderText("kept in the keychain; never shown again")
+        save_remote = QPushButton("Save remote model", tab)
+        remote.addRow("Remote server", self.remote_url)
+        remote.addRow("Model", self.remote_model)
+        remote.addRow("API key", self.remote_key)
+        remote.addRow("", save_remote)
+        layout.addLayout(remote)
+        layout.addStretch(1)
+        allow.clicked.connect(lambda: self._host("net.allow"))
+        revoke.clicked.connect(lambda: self._host("net.revoke"))
+        save_remote.clicked.connect(self._save_remote)
+        return tab
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self._call("prefs.get", quiet=True).finished.connect(self._show_prefs)
+        self._call("models.list", quiet=True).finished.connect(self._show_models)
+        self._call("settings.get", quiet=True).finished.connect(self._show_history)
+        self._call("net.status", quiet=True).finished.connect(self._show_network)
+
+    def _show_prefs(self, result: dict[str, Any]) -> None:
+        prefs = result["prefs"]
+        self.prefs = prefs
+        self.engine_box.setCurrentIndex(max(0, self.engine_box.findData(prefs["engine"])))
+        index = self.keep_alive.findData(prefs["keep_alive"])
+        if index < 0 and prefs["keep_alive"] < 0:
+            index = self.keep_alive.findData(-1)
+        if index < 0:
+            self.keep_alive.addItem(f"{prefs['keep_alive']:g} seconds", prefs["keep_alive"])
+            index = self.keep_alive.count() - 1
+        self.keep_alive.setCurrentIndex(index)
+        for action, edit in self.hotkey_edits.items():
+            edit.setKeySequence(QKeySequence(prefs["hotkeys"].get(action, "")))
+        self._show_presets(result)
+        self._select_default_model()
+
+    def _show_models(self, result: dict[str, Any]) -> None:
+        self.model_box.clear()
+        for model in result.get("models", []):
+            label = model["name"] + ("  (built-in)" if model.get("builtin") else "")
+            self.model_box.addItem(label, model["name"])
+        self.default_model = result.get("default")
+        self._select_default_model()
+
+    def _select_default_model(self) -> None:
+        name = getattr(self, "default_model", None)
+        if name:
+            self.model_box.setCurrentIndex(max(0, self.model_box.findData(name)))
+
+    def _show_history(self, result: dict[str, Any]) -> None:
+        settings = result["settings"]
+        self.keep_history.setChecked(bool(settings["keep_history"]))
+        index = self.retention.findData(settings["retention_days"])
+        if index < 0:
+            self.retention.addItem(
+                f"{settings['retention_days']:g} days", settings["retention_days"]
+            )
+            index = self.retention.count() - 1
+        self.retention.setCurrentIndex(index)
+        self.history_note.setText(
+            "Deleting is permanent: a deleted conversation's key is destroyed."
+        )
+
+    def _show_presets(self, result: dict[str, Any]) -> None:
+        self.presets = result["presets"]
+        chosen = self._chosen_preset()
+        self.preset_list.clear()
+        for preset in self.presets:
+            builtin = preset.get("builtin")
+            item = QListWidgetItem(f"{preset['name']} — {preset['instruction']}")
+            item.setData(Qt.ItemDataRole.UserRole, preset["name"])
+            if builtin:
+                item.setForeground(self.palette().color(self.palette().ColorRole.PlaceholderText))
+                item.setToolTip("Built in: cannot be edited")
+            self.preset_list.addItem(item)
+            if chosen and preset["name"] == chosen["name"]:
+                self.preset_list.setCurrentItem(item)
+        self._preset_buttons()
+
+    def _show_network(self, status: dict[str, Any]) -> None:
+        button = self.mode_buttons.get(status.get("mode", ""))
+        if button is not None:
+            button.setChecked(True)
+        self.hosts.clear()
+        for rule in status.get("rules", []):
+            caller = rule.get("caller", "*")
+            text = rule["host"] if caller == "*" else f"{rule['host']}  (only for {caller})"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, rule)
+            self.hosts.addItem(item)
+        remote = status.get("remote") or {}
+        self.remote_url.setText(remote.get("url") or "")
+        self.remote_model.setText(remote.get("model") or "")
+        self.remote_key.setPlaceholderText(
+            "a key is stored (type to replace)" if remote.get("api_key_set") else "none"
+        )
+
+    # -- changes -------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, params: dict[str, Any] | None = None, quiet: bool = False
+    ) -> Reply:
+        reply = self.conn.call(method, params)
+        self.pending += 1
+
+        def done(_: object) -> None:
+            self.pending -= 1
+            if not quiet:
+                self.banner.show_message("Saved.", Tone.INFO, timeout_ms=2500)
+
+        def failed(error: HearthError) -> None:
+            self.pending -= 1
+            self.banner.show_message(error.message, Tone.ERROR)
+            self.load()  # show what is really in effect
+
+        reply.finished.connect(done)
+        reply.failed.connect(failed)
+        return reply
+
+    def _set_pref(self, key: str, value: Any) -> None:
+        self._call("prefs.set", {"key": key, "value": value})
+
+    def _set_retention(self) -> None:
+        reply = self._call(
+            "settings.set", {"key": "retention_days", "value": self.retention.currentData()}
+        )
+        reply.finished.connect(self._purged)
+
+    def _purged(self, result: dict[str, Any]) -> None:
+        if result.get("purged"):
+            self.banner.show_message(
+                f"Saved. {result['purged']} older conversation(s) were deleted for good.",
+                Tone.INFO,
+            )
+
+    def _save_hotkeys(self) -> None:
+        keys = {
+            action: edit.keySequence().toString(QKeySequence.SequenceFormat.PortableText)
+            for action, edit in self.hotkey_edits.items()
+        }
+        self._set_pref("hotkeys", keys)
+
+    def _chosen_preset(self) -> dict[str, Any] | None:
+        item = self.preset_list.currentItem()
+        if item is None:
+            return None
+        name = item.data(Qt.ItemDataRole.UserRole)
+        return next((p for p in self.presets if p["name"] == name), None)
+
+    def _preset_buttons(self) -> None:
+        chosen = self._chosen_preset()
+        mine = chosen is not None and not chosen.get("builtin")
+        self.edit_preset_button.setEnabled(mine)
+        self.remove_preset_button.setEnabled(mine)
+
+    def _edit_preset(self, preset: dict[str, Any] | None) -> None:
+        if preset is not None and preset.get("builtin"):
+            return
+        name = preset["name"] if preset else ""
+        dialog = PresetDialog(self, name, preset["instruction"] if preset else "")
+
+        def save() -> None:
+            new_name = dialog.name.text().strip()
+            instruction = dialog.instruction.toPlainText().strip()
+            if preset is None:
+                params = {"name": new_name, "instruction": instruction}
+                reply = self._call("rewrite.presets.add", params)
+            else:
+                params = {"name": name, "new_name": new_name, "instruction": instruction}
+                reply = self._call("rewrite.presets.update", params)
+            reply.finished.connect(self._show_presets_list)
+
+        dialog.accepted.connect(save)
+        self.preset_dialog = dialog
+        dialog.open()
+
+    def _show_presets_list(self, result: dict[str, Any]) -> None:
+        self._show_presets(result)
+
+    def _remove_preset(self) -> None:
+        chosen = self._chosen_preset()
+        if chosen is None or chosen.get("builtin"):
+            return
+        reply = self._call("rewrite.presets.remove", {"name": chosen["name"]})
+        reply.finished.connect(self._show_presets_list)
+
+    def _host(self, method: str) -> None:
+        host = self.host_edit.text().strip()
+        if not host and method == "net.revoke" and self.hosts.currentItem() is not None:
+            rule = self.hosts.currentItem().data(Qt.ItemDataRole.UserRole)
+            params = {"host": rule["host"], "caller": rule.get("caller", "*")}
+        elif host:
+            params = {"host": host}
+        else:
+            self.banner.show_message("Type a host name first.", Tone.WARNING, timeout_ms=4000)
+            return
+        self._call(method, params).finished.connect(self._show_network)
+        self.host_edit.clear()
+
+    def _save_remote(self) -> None:
+        url = self.remote_url.text().strip()
+        params: dict[str, Any] = {"url": url or None, "model": self.remote_model.text().strip()}
+        if self.remote_key.text():
+            params["api_key"] = self.remote_key.text()
+        self._call("net.remote", params).finished.connect(self._show_network)
+        self.remote_key.clear()
+
+    def _import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import a model", "", "GGUF models (*.gguf);;All files (*)"
+        )
+        if path:
+            self.import_model(path)
+
+    def import_model(self, path: str) -> None:
+        self.banner.show_message("Checking and importing the model…", Tone.INFO)
+        reply = self._call("models.import", {"path": path})
+        reply.finished.connect(lambda m: self._set_pref("default_model", m["name"]))
+        reply.finished.connect(lambda _: self.load())

@@ -1,0 +1,208 @@
+"""The chat's transcript: message bubbles rendered as Markdown, and the composer."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QKeyEvent, QPalette
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.widgets import is_dark, mix
+
+RENDER_MS = 50  # at most 20 Markdown re-renders a second while an answer streams
+
+NOTES = {
+    "length": "Stopped at the length limit.",
+    "cancelled": "Stopped.",
+    "repetition": "Stopped: the model was repeating itself.",
+}
+
+
+class Bubble(QFrame):
+    """One message. An answer grows while it streams; Markdown is re-rendered at most
+    every RENDER_MS so a long answer never makes typing lag."""
+
+    def __init__(self, role: str, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.text = text
+        self.setObjectName("bubble")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 10, 14, 10)
+        layout.setSpacing(4)
+        head = QHBoxLayout()
+        self.who = QLabel("You" if role == "user" else "Hearth", self)
+        self.who.setObjectName("who")
+        head.addWidget(self.who)
+        head.addStretch(1)
+        self.copy_button = QToolButton(self)
+        self.copy_button.setText("Copy")
+        self.copy_button.setAutoRaise(True)
+        self.copy_button.setAccessibleName("Copy this answer")
+        self.copy_button.setToolTip("Copy this answer to the clipboard")
+        self.copy_button.clicked.connect(self.copy)
+        self.copy_button.setVisible(role == "assistant" and bool(text))
+        head.addWidget(self.copy_button)
+        layout.addLayout(head)
+        self.body = QLabel(self)
+        self.body.setObjectName("body")
+        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
+        self.body.setWordWrap(True)
+        self.body.setOpenExternalLinks(False)  # a click must never reach the network
+        self.body.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.body.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.body.setAccessibleName("You wrote" if role == "user" else "Hearth answered")
+        layout.addWidget(self.body)
+        self.note = QLabel(self)
+        self.note.setObjectName("note")
+        self.note.setWordWrap(True)
+        self.note.hide()
+        layout.addWidget(self.note)
+        self._render_timer = QTimer(self, singleShot=True)
+        self._render_timer.timeout.connect(self._render)
+        self._render()
+        self.restyle()
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        if not self._render_timer.isActive():
+            self._render_timer.start(RENDER_MS)
+
+    def finish(self, note: str = "") -> None:
+        self._render_timer.stop()
+        self._render()
+        self.copy_button.setVisible(self.role == "assistant" and bool(self.text))
+        self.set_note(note)
+
+    def fail(self, message: str) -> None:
+        self.finish()
+        self.set_note(message, error=True)
+
+    def set_note(self, note: str, error: bool = False) -> None:
+        self.note.setText(note)
+        self.note.setProperty("error", error)
+        self.note.setVisible(bool(note))
+        self.restyle()
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text)
+        self.copy_button.setText("Copied")
+        QTimer.singleShot(1500, lambda: self.copy_button.setText("Copy"))
+
+    def _render(self) -> None:
+        if self.text:
+            self.body.setText(self.text)
+        elif self.role == "assistant":
+            self.body.setText("*Thinking…*")
+
+    def restyle(self) -> None:
+        pal = self.palette()
+        base = pal.color(QPalette.ColorRole.Base)
+        window = pal.color(QPalette.ColorRole.Window)
+        accent = pal.color(QPalette.ColorRole.Highlight)
+        muted = mix(pal.color(QPalette.ColorRole.Text), base, 0.45)
+        if self.role == "user":
+            background = mix(base, accent, 0.30 if is_dark(pal) else 0.12)
+        else:
+            background = mix(window, base, 0.6)
+        error = "#F07B7B" if is_dark(pal) else "#B42323"
+        note_colour = error if self.note.property("error") else muted.name()
+        self.setStyleSheet(
+            f"#bubble {{ background: {background.name()}; border-radius: 10px; }}"
+            f" #who {{ font-weight: 600; color: {muted.name()}; }}"
+            f" #note {{ color: {note_colour}; font-style: italic; }}"
+        )
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self.restyle()
+
+
+class Transcript(QScrollArea):
+    """The bubbles of one conversation, newest at the bottom, following a streaming answer."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setAccessibleName("Conversation")
+        self.inner = QWidget(self)
+        self.column = QVBoxLayout(self.inner)
+        self.column.setContentsMargins(16, 16, 16, 16)
+        self.column.setSpacing(12)
+        self.empty = QLabel(
+            "<h2>Ask Hearth anything</h2><p>It runs on this computer: nothing you type "
+            "leaves it.</p><p>Enter sends · Shift+Enter starts a new line · Esc stops an "
+            "answer · Ctrl+N starts a new chat.</p>",
+            self.inner,
+        )
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.empty.setObjectName("empty")
+        self.column.addWidget(self.empty, 1)  # fills the view while there is no message
+        self.column.addStretch(1)  # keeps messages at the top, newest last
+        self.setWidget(self.inner)
+        self.bubbles: list[Bubble] = []
+        self.verticalScrollBar().rangeChanged.connect(self._follow)
+        self._stick = True
+
+    def clear(self) -> None:
+        for bubble in self.bubbles:
+            bubble.deleteLater()
+        self.bubbles = []
+        self.empty.show()
+
+    def add(self, role: str, text: str = "") -> Bubble:
+        self.empty.hide()
+        bubble = Bubble(role, text, self.inner)
+        self.column.insertWidget(self.column.count() - 1, bubble)
+        self.bubbles.append(bubble)
+        self._stick = True
+        return bubble
+
+    def _follow(self, _low: int, high: int) -> None:
+        bar = self.verticalScrollBar()
+        if self._stick or bar.value() >= bar.maximum() - 40:
+            bar.setValue(high)
+            self._stick = False
+
+
+class Composer(QPlainTextEdit):
+    """Where the user writes: Enter sends, Shift+Enter makes a new line."""
+
+    submit = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText("Message Hearth  (Enter sends · Shift+Enter: new line)")
+        self.setAccessibleName("Message")
+        self.setTabChangesFocus(True)
+        self.document().contentsChanged.connect(self._fit)
+        self._fit()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.submit.emit()
+            return
+        super().keyPressEvent(event)
+
+    def _fit(self) -> None:
+        """Grow with the text, from one line to about six."""
+        line = self.fontMetrics().lineSpacing()
+        lines = max(1, min(6, int(self.document().size().height())))
+        self.setFixedHeight(lines * line + 2 * int(self.document().documentMargin()) + 8)
