@@ -83,10 +83,13 @@ class DaemonConnection(QObject):
 
     def __init__(
         self, paths: Paths, name: str = "hearth-tray", autostart: bool = True,
-        parent: QObject | None = None,
+        environ: dict[str, str] | None = None, parent: QObject | None = None,
     ) -> None:  # fmt: skip
+        """``environ``: the environment a daemon we start gets (its HEARTH_HOME must
+        give the same ``paths``); ours by default."""
         super().__init__(parent)
         self.paths = paths
+        self.environ = environ
         self.name = name
         self.autostart = autostart
         self.state = State.OFFLINE
@@ -134,6 +137,7 @@ class DaemonConnection(QObject):
             self._daemon = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "daemon"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                env=self.environ,
             )  # fmt: skip
         self._started_at = time.monotonic()
         self._gave_up = False
