@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -32,7 +32,7 @@ from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection, Reply, State
 from gui.transcript import NOTES, Bubble, Composer, Transcript
-from gui.widgets import Banner, ElidedLabel, Tone, when
+from gui.widgets import Banner, ElidedLabel, Tone, emphasize, follow_palette, when
 
 log = logging.getLogger("hearth.tray")
 
@@ -55,6 +55,7 @@ class ChatWindow(QMainWindow):
         self.models: list[dict[str, Any]] = []
         self.delete_box: QMessageBox | None = None
         self.hide_on_close = True  # with a tray icon, closing hides; without, it quits
+        self.options: dict[str, Any] = {}  # generation options sent with every message
         self.setWindowTitle("Hearth")
         self.setWindowIcon(icons.app_icon())
         self.resize(QSize(920, 640))
@@ -97,7 +98,7 @@ class ChatWindow(QMainWindow):
         head = QHBoxLayout()
         self.title = ElidedLabel("New chat", main)
         self.title.setObjectName("title")
-        self.title.setStyleSheet("#title { font-size: 15px; font-weight: 600; }")
+        emphasize(self.title, 2)
         self.model_box = QComboBox(main)
         self.model_box.setAccessibleName("Model")
         self.model_box.setToolTip("The model that answers")
@@ -315,9 +316,12 @@ class ChatWindow(QMainWindow):
         store = not self.keep.isChecked() and self._history_open()
         message = {"role": "user", "content": text}
         params: dict[str, Any] = {"store": store, "model": self.model_box.currentData()}
+        options = dict(self.options)
         engine = self.engine_box.currentData()
         if engine and engine != "auto":
-            params["options"] = {"engine": engine}
+            options["engine"] = engine
+        if options:
+            params["options"] = options
         if store:
             params.update(messages=[message], conversation_id=self.conversation_id)
         else:
@@ -368,7 +372,8 @@ class ChatWindow(QMainWindow):
         timings = result.get("timings") or {}
         rate = timings.get("tokens_per_s")
         engine = ENGINE_NAMES.get(result.get("engine", ""), result.get("engine", ""))
-        parts = [result.get("model", ""), engine, f"{rate:.0f} tokens/s" if rate else ""]
+        speed = f"{rate:.1f} tokens/s" if rate and rate < 10 else f"{rate:.0f} tokens/s"
+        parts = [result.get("model", ""), engine, speed if rate else ""]
         self.footer.setText(" · ".join(p for p in parts if p))
         self._set_busy(False)
         self.answered.emit(result)
@@ -436,6 +441,10 @@ class ChatWindow(QMainWindow):
         self.refresh_list()
 
     # -- window --------------------------------------------------------------------------
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        follow_palette(self, event)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)

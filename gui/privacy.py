@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtCore import QEvent, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection
-from gui.widgets import Banner, Tone, human_bytes
+from gui.widgets import Banner, Tone, emphasize, follow_palette, human_bytes
 
 COLUMNS = ["When", "What", "Where", "Data", "Result"]
 KINDS = [("Everything", "all"), ("Sent or received data", "data"), ("Refused", "refused")]
@@ -110,13 +110,17 @@ class PrivacyWindow(QWidget):
         self.conn.connected.connect(lambda _: self.refresh())
         self.refresh()
 
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        follow_palette(self, event)
+
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 16, 16, 16)
         head = QHBoxLayout()
         self.headline = QLabel(self)
         self.headline.setObjectName("headline")
-        self.headline.setStyleSheet("#headline { font-size: 16px; font-weight: 600; }")
+        emphasize(self.headline, 3)
         self.headline.setWordWrap(True)
         self.offline = QCheckBox("Offline mode", self)
         self.offline.setAccessibleName("Offline mode")
@@ -275,7 +279,7 @@ class PrivacyWindow(QWidget):
                 f"✓ The log is intact: {entries} entries, {checkpoints} signed "
                 f"checkpoint(s){took}. Nothing was edited, removed or reordered."
             )
-            self.verdict.setStyleSheet("color: palette(text);")
+            self.verdict.setStyleSheet("")
         elif result.get("problem") == "unavailable":
             self.verdict.setText(
                 f"The log could not be checked right now: {result.get('detail') or ''}"
@@ -287,4 +291,4 @@ class PrivacyWindow(QWidget):
                 "not affected; this means the record of network calls was changed or damaged "
                 "after it was written."
             )
-            self.verdict.setStyleSheet("color: #C0392B;")
+            self.verdict.setStyleSheet("color: #D9534F;")

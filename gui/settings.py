@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection, Reply
-from gui.widgets import Banner, Tone
+from gui.widgets import Banner, Tone, follow_palette
 
 KEEP_ALIVE = [("Unload at once", 0), ("1 minute", 60), ("5 minutes", 300),
               ("30 minutes", 1800), ("2 hours", 7200), ("Keep loaded", -1)]  # fmt: skip
@@ -96,6 +96,10 @@ class SettingsWindow(QDialog):
         layout.addWidget(close)
         self.conn.connected.connect(lambda _: self.load())
         self.load()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        follow_palette(self, event)
 
     # -- tabs ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent, QPalette
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -35,6 +36,7 @@ class Bubble(QFrame):
         super().__init__(parent)
         self.role = role
         self.text = text
+        self.note_error = False  # a plain attribute: PySide6 miscounts bools kept as Qt properties
         self.setObjectName("bubble")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         layout = QVBoxLayout(self)
@@ -93,7 +95,7 @@ class Bubble(QFrame):
 
     def set_note(self, note: str, error: bool = False) -> None:
         self.note.setText(note)
-        self.note.setProperty("error", error)
+        self.note_error = error
         self.note.setVisible(bool(note))
         self.restyle()
 
@@ -109,7 +111,7 @@ class Bubble(QFrame):
             self.body.setText("*Thinking…*")
 
     def restyle(self) -> None:
-        pal = self.palette()
+        pal = QApplication.palette()  # the system's; our own style sheet changes ours
         base = pal.color(QPalette.ColorRole.Base)
         window = pal.color(QPalette.ColorRole.Window)
         accent = pal.color(QPalette.ColorRole.Highlight)
@@ -119,12 +121,14 @@ class Bubble(QFrame):
         else:
             background = mix(window, base, 0.6)
         error = "#F07B7B" if is_dark(pal) else "#B42323"
-        note_colour = error if self.note.property("error") else muted.name()
-        self.setStyleSheet(
+        note_colour = error if self.note_error else muted.name()
+        sheet = (
             f"#bubble {{ background: {background.name()}; border-radius: 10px; }}"
             f" #who {{ font-weight: 600; color: {muted.name()}; }}"
             f" #note {{ color: {note_colour}; font-style: italic; }}"
         )
+        if sheet != self.styleSheet():  # setting it sends another PaletteChange
+            self.setStyleSheet(sheet)
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)

@@ -6,8 +6,9 @@ import time
 from enum import StrEnum
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPalette, QResizeEvent
+from PySide6.QtGui import QColor, QFont, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -15,6 +16,19 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
+
+PALETTE_EVENTS = (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange)
+
+
+def follow_palette(window: QWidget, event: QEvent) -> None:
+    """Call from a window's changeEvent: the system switched light/dark, so every
+    palette-tinted child (banners, bubbles) recomputes its colours. A child with a
+    style sheet of its own gets no PaletteChange itself."""
+    if event.type() in PALETTE_EVENTS:
+        for child in window.findChildren(QWidget):
+            restyle = getattr(child, "restyle", None)
+            if callable(restyle):
+                restyle()
 
 
 class Tone(StrEnum):
@@ -41,6 +55,17 @@ def mix(a: QColor, b: QColor, t: float) -> QColor:
         round(a.green() + (b.green() - a.green()) * t),
         round(a.blue() + (b.blue() - a.blue()) * t),
     )
+
+
+def emphasize(
+    label: QLabel, points: float = 1.5, weight: QFont.Weight = QFont.Weight.DemiBold
+) -> None:
+    """A larger, bolder label by font, not style sheet: a style sheet would pin its
+    colours and it would stay dark-on-dark after a switch to dark mode."""
+    font = label.font()
+    font.setPointSizeF(font.pointSizeF() + points)
+    font.setWeight(weight)
+    label.setFont(font)
 
 
 class ElidedLabel(QLabel):
@@ -106,7 +131,7 @@ class Banner(QWidget):
         self.button.setVisible(action is not None)
         self.button.setText(action or "")
         self.close_button.setVisible(closable)
-        self._restyle()
+        self.restyle()
         self.show()
         if timeout_ms:
             self._timer.start(timeout_ms)
@@ -119,11 +144,11 @@ class Banner(QWidget):
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
-            self._restyle()
+            self.restyle()
 
-    def _restyle(self) -> None:
+    def restyle(self) -> None:
         light, dark, accent = _TONES[self.tone]
-        background = dark if is_dark(self.palette()) else light
+        background = dark if is_dark(QApplication.palette()) else light
         sheet = (
             f"#banner {{ background: {background}; border-left: 4px solid {accent};"
             " border-radius: 6px; }"
