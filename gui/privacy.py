@@ -43,8 +43,10 @@ def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     one only an intent; a connection the socket guard stopped, a ``blocked`` entry.
     Unknown fields are ignored, unknown phases skipped: the log may grow."""
     out = []
+    intents = {e.get("seq"): e for e in entries if e.get("phase") == "intent"}
     for e in entries:
         phase, decision = e.get("phase"), e.get("decision")
+        intent = intents.get(e.get("intent")) or {}  # an outcome names its intent
         if phase == "outcome":
             status = e.get("status")
             error = e.get("error")
@@ -61,8 +63,9 @@ def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         host = e.get("host") or "?"
         port = e.get("port")
         what = e.get("caller") or "?"
-        if e.get("purpose"):
-            what = f"{what}: {e['purpose']}"
+        purpose = e.get("purpose") or intent.get("purpose")
+        if purpose:
+            what = f"{what}: {purpose}"
         up, down = e.get("bytes_up") or 0, e.get("bytes_down") or 0
         out.append({
             "time": float(e.get("time") or 0),

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection, Reply
-from gui.widgets import Banner, Tone, follow_palette
+from gui.widgets import Banner, Tone, emphasize, follow_palette
 
 KEEP_ALIVE = [("Unload at once", 0), ("1 minute", 60), ("5 minutes", 300),
               ("30 minutes", 1800), ("2 hours", 7200), ("Keep loaded", -1)]  # fmt: skip
@@ -224,14 +224,21 @@ class SettingsWindow(QDialog):
         self.host_edit = QLineEdit(tab)
         self.host_edit.setPlaceholderText("host, *.domain or IP")
         self.host_edit.setAccessibleName("Host to allow")
-        allow = QPushButton("Allow", tab)
+        self.allow_button = allow = QPushButton("Allow", tab)
         revoke = QPushButton("Remove", tab)
         row.addWidget(self.host_edit, 1)
         row.addWidget(allow)
         row.addWidget(revoke)
-        layout.addWidget(QLabel("Allowed hosts", tab))
+        hosts_label = QLabel("Allowed hosts", tab)
+        emphasize(hosts_label, 0.5)
+        layout.addSpacing(8)
+        layout.addWidget(hosts_label)
         layout.addWidget(self.hosts)
         layout.addLayout(row)
+        remote_label = QLabel("Remote model (optional, an OpenAI-compatible server)", tab)
+        emphasize(remote_label, 0.5)
+        layout.addSpacing(8)
+        layout.addWidget(remote_label)
         remote = QFormLayout()
         self.remote_url = QLineEdit(tab)
         self.remote_url.setPlaceholderText("https://api.example.com/v1 (OpenAI-compatible)")
