@@ -36,25 +36,35 @@ COLUMNS = ["When", "What", "Where", "Data", "Result"]
 KINDS = [("Everything", "all"), ("Sent or received data", "data"), ("Refused", "refused")]
 
 
-def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per outbound call, newest first: its outcome, or why it was refused.
+ERRORS = {  # the gateway's error classes, for people
+    "ConnectError": "could not connect",
+    "ConnectTimeout": "timed out connecting",
+    "ReadTimeout": "timed out",
+    "RemoteProtocolError": "the server broke off",
+    "IntegrityError": "download did not match its checksum",
+}
 
-    An allowed call has an intent and an outcome entry (the outcome tells); a refused
-    one only an intent; a connection the socket guard stopped, a ``blocked`` entry.
-    Unknown fields are ignored, unknown phases skipped: the log may grow."""
-    out = []
+
+def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per outbound call, newest first.
+
+    Every call ends in an ``outcome`` entry that repeats the decision (allow or deny);
+    its ``intent`` entry says why it was made. A connection the socket guard stopped is
+    a ``blocked`` entry. Unknown fields are ignored and unknown phases skipped: the log
+    may grow."""
     intents = {e.get("seq"): e for e in entries if e.get("phase") == "intent"}
+    out = []
     for e in entries:
-        phase, decision = e.get("phase"), e.get("decision")
-        intent = intents.get(e.get("intent")) or {}  # an outcome names its intent
-        if phase == "outcome":
-            status = e.get("status")
-            error = e.get("error")
-            result = (
-                "Allowed" + (f" · {status}" if status else "") + (f" · {error}" if error else "")
-            )
+        phase = e.get("phase")
+        intent = intents.get(e.get("intent")) or {}
+        if phase == "outcome" and e.get("decision", intent.get("decision")) == "allow":
+            status, error = e.get("status"), e.get("error")
+            if error:
+                result = f"Allowed · failed: {ERRORS.get(error, error)}"
+            else:
+                result = f"Allowed · HTTP {status}" if status else "Allowed"
             kind = "data"
-        elif phase == "intent" and decision in ("deny", "block"):
+        elif phase == "outcome":
             result, kind = "Refused by your network setting", "refused"
         elif phase == "blocked":
             result, kind = "Blocked: tried to bypass Hearth's gateway", "refused"
@@ -74,7 +84,8 @@ def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "data": f"↑ {human_bytes(up)}  ↓ {human_bytes(down)}" if kind == "data" else "—",
             "result": result,
             "kind": kind,
-            "bytes": up + down,
+            "up": up,
+            "down": down,
         })  # fmt: skip
     out.sort(key=lambda r: float(r["time"]), reverse=True)
     return out
@@ -245,11 +256,12 @@ class PrivacyWindow(QWidget):
             items[0].setData(row["kind"], Qt.ItemDataRole.UserRole)
             items[1].setToolTip(row["what"])
             self.model.appendRow(items)
-        sent = sum(r["bytes"] for r in found if r["kind"] == "data")
-        calls = sum(1 for r in found if r["kind"] == "data")
-        refused = sum(1 for r in found if r["kind"] == "refused")
+        made = [r for r in found if r["kind"] == "data"]
+        up, down = sum(r["up"] for r in made), sum(r["down"] for r in made)
+        refused = len(found) - len(made)
         self.summary.setText(
-            f"{calls} call(s) went out, {human_bytes(sent)} in all; {refused} refused."
+            f"{_count(len(made), 'call')} went out ({human_bytes(up)} sent, "
+            f"{human_bytes(down)} received); {_count(refused, 'was', 'were')} refused."
             if found
             else "No outbound call has been made or attempted."
         )
@@ -279,8 +291,9 @@ class PrivacyWindow(QWidget):
             ms = result.get("duration_ms")
             took = f", checked in {ms:.0f} ms" if isinstance(ms, int | float) else ""
             self.verdict.setText(
-                f"✓ The log is intact: {entries} entries, {checkpoints} signed "
-                f"checkpoint(s){took}. Nothing was edited, removed or reordered."
+                f"✓ The log is intact: {_count(entries, 'entry', 'entries')}, "
+                f"{_count(checkpoints, 'signed checkpoint')}{took}. Nothing was edited, "
+                "removed or reordered."
             )
             self.verdict.setStyleSheet("")
         elif result.get("problem") == "unavailable":
@@ -295,3 +308,8 @@ class PrivacyWindow(QWidget):
                 "after it was written."
             )
             self.verdict.setStyleSheet("color: #D9534F;")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """'1 call', '3 calls'; '1 was', '2 were'."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
