@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
 from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection
+from gui.widgets import emphasize
 
 MIN_PASSPHRASE = 8
 
@@ -54,16 +56,25 @@ class TrayState:
         os.replace(tmp, self.path)
 
 
-def _dialog(parent: QWidget | None, title: str, text: str) -> tuple[QDialog, QVBoxLayout]:
-    dialog = QDialog(parent)
+def _intro(dialog: QDialog, title: str, headline: str, body: str) -> QVBoxLayout:
+    """A dialog's layout, opened by a bold headline and its explanation. The layout
+    sizes the dialog to its wrapped text (SetFixedSize), so no line is ever clipped."""
     dialog.setWindowTitle(title)
     dialog.setWindowIcon(icons.app_icon())
     layout = QVBoxLayout(dialog)
-    intro = QLabel(text, dialog)
-    intro.setWordWrap(True)
-    intro.setMinimumWidth(420)
-    layout.addWidget(intro)
-    return dialog, layout
+    layout.setContentsMargins(20, 18, 20, 16)
+    layout.setSpacing(10)
+    layout.setSizeConstraint(QLayout.SizeConstraint.SetFixedSize)
+    head = QLabel(headline, dialog)
+    head.setWordWrap(True)
+    emphasize(head, 1.5)
+    text = QLabel(body, dialog)
+    text.setWordWrap(True)
+    text.setTextFormat(Qt.TextFormat.RichText)
+    for label in (head, text):
+        label.setFixedWidth(460)
+        layout.addWidget(label)
+    return layout
 
 
 class HistoryDialog(QDialog):
@@ -71,19 +82,14 @@ class HistoryDialog(QDialog):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Keep your conversations?")
-        self.setWindowIcon(icons.app_icon())
-        layout = QVBoxLayout(self)
-        intro = QLabel(
-            "<b>Hearth can keep your conversations, encrypted on this computer.</b><p>This "
-            "computer has no keychain to hold the key, so a passphrase protects them instead. "
-            "You will type it once after each restart. Without it nobody, Hearth included, "
-            "can read them: if you forget it, they are lost.</p>",
+        layout = _intro(
             self,
+            "Keep your conversations?",
+            "Hearth can keep your conversations, encrypted on this computer.",
+            "This computer has no keychain to hold the key, so a passphrase protects them "
+            "instead. You will type it once after each restart. Without it nobody, Hearth "
+            "included, can read them: if you forget it, they are lost.",
         )
-        intro.setWordWrap(True)
-        intro.setMinimumWidth(440)
-        layout.addWidget(intro)
         form = QFormLayout()
         self.passphrase = QLineEdit(self)
         self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
@@ -127,17 +133,13 @@ class HistoryDialog(QDialog):
 class UnlockDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Unlock your history")
-        self.setWindowIcon(icons.app_icon())
-        layout = QVBoxLayout(self)
-        intro = QLabel(
-            "<b>Your conversations are locked.</b><p>Type your passphrase to open them. "
-            "Until then you can still chat; those chats are not kept.</p>",
+        layout = _intro(
             self,
+            "Unlock your history",
+            "Your conversations are locked.",
+            "Type your passphrase to open them. Until then you can still chat; those chats "
+            "are not kept.",
         )
-        intro.setWordWrap(True)
-        intro.setMinimumWidth(400)
-        layout.addWidget(intro)
         self.passphrase = QLineEdit(self)
         self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
         self.passphrase.setAccessibleName("Passphrase")
@@ -162,8 +164,8 @@ class UnlockDialog(QDialog):
         self.unlock.setEnabled(True)
 
 
+MODEL_HEADLINE = "Hearth starts with a tiny model (SmolLM2, 135 million parameters)."
 MODEL_INTRO = (
-    "<b>Hearth starts with a tiny model (SmolLM2, 135 million parameters).</b>"
     "<p>It is fast and runs on any computer. It is good at fixing spelling and grammar, "
     "rewording a sentence, short summaries and simple questions.</p>"
     "<p>It is not good at facts (it often makes them up), arithmetic, code, long "
@@ -259,7 +261,8 @@ class FirstRun(QObject):
         )
         if default is None or not default.get("builtin") or self.intro_dialog is not None:
             return
-        dialog, layout = _dialog(self.parent_widget, "About Hearth's model", MODEL_INTRO)
+        dialog = QDialog(self.parent_widget)
+        layout = _intro(dialog, "About Hearth's model", MODEL_HEADLINE, MODEL_INTRO)
         buttons = QDialogButtonBox(dialog)
         importing = QPushButton("Import a model file…", dialog)
         buttons.addButton(importing, QDialogButtonBox.ButtonRole.ActionRole)
