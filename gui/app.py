@@ -212,7 +212,7 @@ class Hearth(QObject):
             except OSError as exc:
                 log.warning("could not stop the daemon: %s", exc)
         self.tray.icon.hide()
-        QApplication.quit()
+        QApplication.exit(0)  # not quit(): that asks each window, and the chat only hides
 
 
 def _raise(window: Any) -> None:
@@ -241,7 +241,7 @@ def _quit_on_signals(app: QApplication) -> tuple[socket.socket, socket.socket, Q
     notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
     notifier.activated.connect(lambda *_: reader.recv(64))
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: app.quit())
+        signal.signal(sig, lambda *_: app.exit(0))
     return reader, writer, notifier  # the caller keeps them alive (and the fds open)
 
 
@@ -268,5 +268,6 @@ def main(argv: list[str] | None = None, autostart: bool = True) -> int:
     wake = _quit_on_signals(app)  # noqa: F841 (kept alive while the loop runs)
     connection.open()
     code = app.exec()
+    log.info("quitting (status %d)", code)
     connection.close()
     return int(code)

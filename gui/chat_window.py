@@ -8,6 +8,7 @@ composer.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
@@ -56,6 +57,8 @@ class ChatWindow(QMainWindow):
         self.delete_box: QMessageBox | None = None
         self.hide_on_close = True  # with a tray icon, closing hides; without, it quits
         self.options: dict[str, Any] = {}  # generation options sent with every message
+        self.sent_at = 0.0
+        self.was_lost = False  # the daemon went away: say so when it is back
         self.setWindowTitle("Hearth")
         self.setWindowIcon(icons.app_icon())
         self.resize(QSize(920, 640))
@@ -169,12 +172,16 @@ class ChatWindow(QMainWindow):
 
     def reload(self) -> None:
         """After (re)connecting: the vault's state, the models, the conversation list."""
-        if self.banner.tone is not Tone.INFO or "Lost contact" in self.banner.text():
-            self.banner.show_message("Connected to Hearth again.", Tone.INFO, timeout_ms=4000)
+        if self.was_lost and self.conn.state is State.CONNECTED:
+            self.was_lost = False
+            log.info("chat window: says the daemon is back")
+            self.banner.show_message("Connected to Hearth again.", Tone.INFO, timeout_ms=6000)
         self.conn.call("vault.status").finished.connect(self._on_vault)
         self.conn.call("models.list").finished.connect(self._on_models)
 
     def _on_disconnected(self, why: str) -> None:
+        log.info("chat window: says the daemon is out of reach")
+        self.was_lost = True
         self.banner.show_message(f"{why} Reconnecting…", Tone.WARNING, closable=False)
 
     def _on_vault(self, status: dict[str, Any]) -> None:
@@ -335,6 +342,7 @@ class ChatWindow(QMainWindow):
             )  # fmt: skip
         self.answer = self.transcript.add("assistant")
         self.reply = self.conn.call("chat", params)
+        self.sent_at = time.monotonic()
         self.reply.delta.connect(self._on_delta)
         self.reply.finished.connect(lambda r: self._on_answer(r, message))
         self.reply.failed.connect(lambda e: self._on_failed(e, text))
@@ -342,6 +350,8 @@ class ChatWindow(QMainWindow):
 
     def _on_delta(self, params: dict[str, Any]) -> None:
         if self.answer is not None:
+            if not self.answer.text:
+                log.info("chat: first words after %.1f s", time.monotonic() - self.sent_at)
             self.answer.append(params.get("text", ""))
 
     def stop(self) -> None:

@@ -223,7 +223,7 @@ class DaemonConnection(QObject):
         self._schedule_retry()
 
     def _on_socket_lost(self) -> None:
-        if self.state is not State.CONNECTED:
+        if self.state is not State.CONNECTED or self._closing:
             return
         log.warning("lost the daemon")
         self._fail_all("Hearth's background service stopped before answering.")
