@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UNAME := $(shell uname -s)
 # MLX runs natively on Apple Silicon (a dependency there); on Linux its CPU build serves the tests.
 comma := ,
-EXTRAS := dev$(if $(filter Linux,$(UNAME)),$(comma)mlx-cpu)
+EXTRAS := dev$(comma)gui$(if $(filter Linux,$(UNAME)),$(comma)mlx-cpu)
 # llama.cpp is compiled once into a wheel of our own, keyed by its version and build flags
 # (pip's own cache ignores CMAKE_ARGS). On x86-64 it is built for any AVX2 machine, not
 # -march=native: a native build on a VM whose CPU reports AMX crashed in ggml's AMX matmul,
@@ -21,9 +21,12 @@ WHEELS := $(HOME)/.cache/hearth/wheels/$(shell echo '$(LLAMA_VERSION) $(LLAMA_CM
 
 .PHONY: run test setup lint typecheck unit bench clean
 
+# The tray app where there is a desktop to show it on; the terminal chat where there is none.
 run: setup
 	$(BIN)/hearth up
-	$(BIN)/hearth chat
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$(UNAME)" = Darwin ]; then \
+		echo "Hearth is in your system tray (Ctrl+C here quits it)"; $(BIN)/hearth tray; \
+	else $(BIN)/hearth chat; fi
 
 setup: $(STAMP)
 
@@ -57,6 +60,7 @@ test: lint typecheck unit
 bench: setup
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[bench]'
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/tray.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,6 +10,14 @@ have ip || need+=(iproute2)
 have Xvfb || need+=(xvfb)
 have xdotool || need+=(xdotool)
 have trayer || need+=(trayer)
+# Qt's xcb platform (the tray app under Xvfb): what PySide6's libqxcb.so links to, and a font.
+if have dpkg; then
+  for pkg in libegl1 libgl1 libfontconfig1 libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 \
+      libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
+      libxcb-shape0 libxcb-xkb1 fonts-dejavu-core; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if ! have apt-get; then
   echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
