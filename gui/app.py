@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QSocketNotifier
@@ -43,6 +44,7 @@ class Hearth(QObject):
         self.settings: SettingsWindow | None = None
         self.privacy: PrivacyWindow | None = None
         self.quit_box: QMessageBox | None = None
+        self.exit: Callable[[int], None] = QApplication.exit  # a field: tests swap it
         self.first_run = FirstRun(connection, TrayState(paths.data / "tray.json"))
         self.first_run.vaultChanged.connect(self._vault_changed)
         self.tray = Tray(self)
@@ -212,7 +214,7 @@ class Hearth(QObject):
             except OSError as exc:
                 log.warning("could not stop the daemon: %s", exc)
         self.tray.icon.hide()
-        QApplication.exit(0)  # not quit(): that asks each window, and the chat only hides
+        self.exit(0)  # not quit(): that asks each window, and the chat only hides
 
 
 def _raise(window: Any) -> None:
