@@ -1,11 +1,11 @@
-"""The tray process's memory while idle: icon shown, connected, nothing open.
+"""The tray process's memory: idle (icon shown, connected, nothing open), then with the
+chat window open.
 
-Starts a daemon on a temporary HEARTH_HOME, then `hearth tray` on a real X display
-(Xvfb with trayer as the tray host, when they are installed; else Qt's offscreen
-platform, which has no tray and opens the chat window instead), waits until it is
-connected and idle, and samples its RSS and PSS (/proc/PID/smaps_rollup) for a while.
-Then opens nothing more: the figure is what Hearth costs a desktop all day.
-Goal: ≤ 120 MB RSS.
+Starts `hearth tray` (which starts its daemon) on a temporary HEARTH_HOME, on a real X
+display: Xvfb with trayer as the tray host (the test suite's desktop helpers), waits
+until it is connected and idle, and samples its RSS and PSS (/proc/PID/smaps_rollup)
+for a while. Then clicks the icon, as a person would, and samples again with the chat
+window open. Goal: ≤ 120 MB RSS idle.
 
     .venv/bin/python bench/tray.py [--seconds 10]
 """
@@ -13,7 +13,7 @@ Goal: ≤ 120 MB RSS.
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import shutil
 import signal
 import subprocess
@@ -21,6 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.gui.desktop import Desktop, flame_pixels, start_desktop
 
 GOAL_MB = 120
 
@@ -35,25 +38,19 @@ def memory_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def start_display() -> tuple[dict[str, str], list[subprocess.Popen[bytes]]]:
-    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
-    if not (shutil.which("Xvfb") and shutil.which("trayer")):
-        env["QT_QPA_PLATFORM"] = "offscreen"
-        return env, []
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        env["DISPLAY"] = ":" + pipe.readline().strip()
-    trayer = subprocess.Popen(
-        ["trayer", "--edge", "bottom", "--align", "right", "--height", "32"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1.0)  # trayer claims the tray selection; the tray waits for it anyway
-    return env, [xvfb, trayer]
+def report(what: str, pid: int, seconds: float) -> float:
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples.append(memory_kb(pid))
+        time.sleep(0.5)
+    rss = max(s["rss"] for s in samples) / 1024
+    pss = max(s["pss"] for s in samples) / 1024
+    print(
+        f"{what}: RSS {rss:.1f} MB, PSS {pss:.1f} MB "
+        f"(max of {len(samples)} samples over {seconds:g} s)"
+    )
+    return rss
 
 
 def wait_for(path: Path, text: str, timeout: float = 120) -> None:
@@ -65,46 +62,48 @@ def wait_for(path: Path, text: str, timeout: float = 120) -> None:
     raise SystemExit(f"timed out waiting for {text!r} in {path}")
 
 
+def click_icon(desk: Desktop, home: Path) -> None:
+    """Left-click the flame in the tray area: it opens the chat window."""
+    shot = desk.screenshot(home / "screen.png")
+    w, h = shot.width(), shot.height()
+    flame = flame_pixels(shot, w - 300, h - 40, w, h)
+    if not flame:
+        raise SystemExit("no tray icon on the screen")
+    x = sum(p[0] for p in flame) // len(flame)
+    y = sum(p[1] for p in flame) // len(flame)
+    desk.xdotool("mousemove", str(x), str(y), "click", "1")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10, help="idle time to sample")
+    parser.add_argument("--seconds", type=float, default=10, help="time to sample each state")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="hb-", dir="/tmp"))
     (home / "data").mkdir(mode=0o700)
-    # the first-run questions answered, so nothing but the icon is up
-    (home / "data" / "tray.json").write_text('{"seen_model_intro": true, "declined_history": true}')
-    env, display = start_display()
-    env.update(HEARTH_HOME=str(home), PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-    tray = None
+    answered = {"seen_model_intro": True, "declined_history": True}  # no first-run dialog
+    (home / "data" / "tray.json").write_text(json.dumps(answered))
+    desk = start_desktop()
+    env = {**desk.env, "HEARTH_HOME": str(home)}
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"  # no keychain prompts
+    tray = subprocess.Popen([sys.executable, "-m", "daemon", "tray"], env=env)
     try:
-        subprocess.run([sys.executable, "-m", "daemon", "up"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
-        tray = subprocess.Popen([sys.executable, "-m", "daemon", "tray"], env=env)
         log = home / "logs" / "tray.log"
         wait_for(log, "connected to the daemon")
-        time.sleep(2)  # the first refresh of the menu's data, then nothing
-        samples = []
-        deadline = time.monotonic() + args.seconds
-        while time.monotonic() < deadline:
-            samples.append(memory_kb(tray.pid))
-            time.sleep(0.5)
-        rss = max(s["rss"] for s in samples) / 1024
-        pss = max(s["pss"] for s in samples) / 1024
-        platform = "xcb (Xvfb + trayer)" if display else "offscreen"
-        print(
-            f"tray idle on {platform}: RSS {rss:.1f} MB, PSS {pss:.1f} MB (max of "
-            f"{len(samples)} samples over {args.seconds:g} s; goal ≤ {GOAL_MB} MB RSS)"
-        )
+        time.sleep(2)  # the menu's first refresh, then nothing
+        idle = report("tray idle (Xvfb + trayer)", tray.pid, args.seconds)
+        click_icon(desk, home)
+        wait_for(log, "chat window shown")
+        time.sleep(2)
+        report("with the chat window open", tray.pid, args.seconds)
+        verdict = "within" if idle <= GOAL_MB else "OVER"
+        print(f"idle RSS {idle:.1f} MB: {verdict} the goal of {GOAL_MB} MB")
         return 0
     finally:
-        if tray is not None:
-            tray.send_signal(signal.SIGTERM)
-            tray.wait(30)
+        tray.send_signal(signal.SIGTERM)
+        tray.wait(30)
         subprocess.run([sys.executable, "-m", "daemon", "down"], env=env,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        for proc in reversed(display):
-            proc.terminate()
-            proc.wait(10)
+        desk.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QSocketNotifier
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
@@ -30,6 +30,7 @@ from gui.settings import SettingsWindow
 from gui.tray import Tray
 
 log = logging.getLogger("hearth.tray")
+TRAY_WAIT_MS = 10_000  # at login the panel may start after us: wait before doing without
 
 
 class Hearth(QObject):
@@ -120,6 +121,7 @@ class Hearth(QObject):
             self.chat.generating.connect(self._set_busy)
             self.chat.answered.connect(lambda _: self.refresh())
         _raise(self.chat)
+        log.info("chat window shown")
 
     def show_settings(self) -> None:
         if self.settings is None:
@@ -232,6 +234,17 @@ def setup_logging(paths: Paths) -> None:
     log.setLevel(logging.INFO)
 
 
+def _window_without_tray(app: QApplication, hearth: Hearth) -> None:
+    """No tray on this desktop (yet): the chat window is the app, and closing it quits."""
+    if QSystemTrayIcon.isSystemTrayAvailable():
+        return
+    log.warning("no system tray here: opening the chat window instead")
+    app.setQuitOnLastWindowClosed(True)
+    hearth.show_chat()
+    assert hearth.chat is not None
+    hearth.chat.hide_on_close = False
+
+
 def _quit_on_signals(app: QApplication) -> tuple[socket.socket, socket.socket, QSocketNotifier]:
     """Ctrl+C and SIGTERM quit cleanly. Python runs signal handlers only when it gets
     control, so the signal's wake-up byte is made an event Qt's loop waits on: no
@@ -258,15 +271,10 @@ def main(argv: list[str] | None = None, autostart: bool = True) -> int:
     app.setWindowIcon(icons.app_icon())
     connection = DaemonConnection(paths, autostart=autostart)
     hearth = Hearth(paths, connection)
-    if QSystemTrayIcon.isSystemTrayAvailable():
-        hearth.tray.icon.show()
-        log.info("tray icon shown (pid %d)", os.getpid())
-    else:  # no tray on this desktop: the window is the app
-        log.warning("no system tray here: opening the chat window instead")
-        app.setQuitOnLastWindowClosed(True)
-        hearth.show_chat()
-        assert hearth.chat is not None
-        hearth.chat.hide_on_close = False
+    hearth.tray.icon.show()  # shows up by itself if a tray appears later (a panel starting)
+    log.info("tray icon shown (pid %d)", os.getpid())
+    QTimer.singleShot(0 if QSystemTrayIcon.isSystemTrayAvailable() else TRAY_WAIT_MS,
+                      lambda: _window_without_tray(app, hearth))  # fmt: skip
     wake = _quit_on_signals(app)  # noqa: F841 (kept alive while the loop runs)
     connection.open()
     code = app.exec()

@@ -89,6 +89,7 @@ def test_the_tray_icon_menu_and_chat_on_a_real_desktop(desktop: Desktop) -> None
             if menu.pixelColor(xx, yy).lightness() > 200
         )  # fmt: skip
         assert light > 400, "the tray menu did not open"
+        menu.copy(w - 300, h - 230, 300, 230).save(str(ARTIFACTS / "tray-menu-crop.png"))
         desktop.xdotool("key", "Down", "Return")  # "Open chat", the first item
 
         deadline = time.monotonic() + 30
