@@ -317,7 +317,7 @@ class SettingsWindow(QDialog):
         chosen = self._chosen_preset()
         self.preset_list.clear()
         for preset in self.presets:
-            builtin = preset.get("builtin")
+            builtin = preset.get("source") == "builtin"
             item = QListWidgetItem(f"{preset['name']} — {preset['instruction']}")
             item.setData(Qt.ItemDataRole.UserRole, preset["name"])
             if builtin:
@@ -400,12 +400,12 @@ class SettingsWindow(QDialog):
 
     def _preset_buttons(self) -> None:
         chosen = self._chosen_preset()
-        mine = chosen is not None and not chosen.get("builtin")
+        mine = chosen is not None and chosen.get("source") != "builtin"
         self.edit_preset_button.setEnabled(mine)
         self.remove_preset_button.setEnabled(mine)
 
     def _edit_preset(self, preset: dict[str, Any] | None) -> None:
-        if preset is not None and preset.get("builtin"):
+        if preset is not None and preset.get("source") == "builtin":
             return
         name = preset["name"] if preset else ""
         dialog = PresetDialog(self, name, preset["instruction"] if preset else "")
@@ -430,7 +430,7 @@ class SettingsWindow(QDialog):
 
     def _remove_preset(self) -> None:
         chosen = self._chosen_preset()
-        if chosen is None or chosen.get("builtin"):
+        if chosen is None or chosen.get("source") == "builtin":
             return
         reply = self._call("rewrite.presets.remove", {"name": chosen["name"]})
         reply.finished.connect(self._show_presets_list)

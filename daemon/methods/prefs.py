@@ -29,6 +29,7 @@ from daemon.app import App
 from daemon.config import ENGINES, Config
 from daemon.errors import InvalidParams
 from daemon.methods import params as p
+from daemon.methods.chat import presets_list
 from daemon.presets import BUILTIN, presets
 from daemon.rpc import Call, Register
 
@@ -78,7 +79,7 @@ def _commit(app: App, doc: tomlkit.TOMLDocument) -> None:
     """Validate the whole file, write it, and apply it to the running daemon."""
     path = app.paths.config_file
     try:
-        config = Config.from_dict(doc.unwrap(), source=str(path))
+        config = Config.from_dict(doc.unwrap(), source=str(path), text=tomlkit.dumps(doc))
     except ValueError as exc:
         raise InvalidParams(str(exc), field="config", reason="config_invalid") from exc
     _write(path, doc)
@@ -162,12 +163,10 @@ def _pref_value(app: App, key: str, value: Any) -> Any:
 # -- handlers ----------------------------------------------------------------------------
 
 
-def _preset_list(app: App) -> list[dict[str, Any]]:
-    user = app.config.presets
-    return [
-        {"name": name, "instruction": text, "builtin": name in BUILTIN and name not in user}
-        for name, text in presets(user).items()
-    ]
+async def _preset_list(call: Call) -> list[dict[str, Any]]:
+    """The same list as rewrite.presets: every preset with its ``source``."""
+    listed: list[dict[str, Any]] = (await presets_list(call, {}))["presets"]
+    return listed
 
 
 async def prefs_get(call: Call, params: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +178,7 @@ async def prefs_get(call: Call, params: dict[str, Any]) -> dict[str, Any]:
             "keep_alive": config.keep_alive,
             "hotkeys": dict(config.hotkeys),
         },
-        "presets": _preset_list(call.app),
+        "presets": await _preset_list(call),
         "config_file": str(call.app.paths.config_file),
     }
 
@@ -211,7 +210,7 @@ async def presets_add(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     table.update({"name": name, "instruction": instruction})
     _presets(doc).append(table)
     _commit(call.app, doc)
-    return {"presets": _preset_list(call.app)}
+    return {"presets": await _preset_list(call)}
 
 
 async def presets_update(call: Call, params: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +225,7 @@ async def presets_update(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("instruction") is not None:
         table["instruction"] = _instruction(params)
     _commit(call.app, doc)
-    return {"presets": _preset_list(call.app)}
+    return {"presets": await _preset_list(call)}
 
 
 async def presets_remove(call: Call, params: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +233,7 @@ async def presets_remove(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     doc = _read(call.app.paths.config_file)
     del _presets(doc)[_find(doc, name)]
     _commit(call.app, doc)
-    return {"presets": _preset_list(call.app)}
+    return {"presets": await _preset_list(call)}
 
 
 def register(add: Register) -> None:

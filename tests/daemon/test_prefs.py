@@ -34,7 +34,7 @@ def config_text(daemon: Daemon) -> str:
     return Path(daemon.paths.config_file).read_text()
 
 
-def test_prefs_get_reports_the_config_and_marks_builtin_presets(prefs_daemon: Daemon) -> None:
+def test_prefs_get_reports_the_config_and_the_presets_sources(prefs_daemon: Daemon) -> None:
     with prefs_daemon.client() as c:
         got = c.call("prefs.get")
     assert got["prefs"] == {
@@ -44,11 +44,12 @@ def test_prefs_get_reports_the_config_and_marks_builtin_presets(prefs_daemon: Da
         "hotkeys": {},
     }
     by_name = {p["name"]: p for p in got["presets"]}
-    assert by_name["proofread"]["builtin"] is True
+    assert by_name["proofread"]["source"] == "builtin"
     assert by_name["pirate"] == {
         "name": "pirate",
         "instruction": "Rewrite this text as a pirate would say it.",
-        "builtin": False,
+        "source": "user",
+        "replaces_builtin": False,
     }
 
 
@@ -85,10 +86,8 @@ def test_presets_added_edited_and_removed_survive_a_daemon_restart(
     try:
         with restarted.client() as c:
             presets = c.call("prefs.get")["presets"]
-        mine = [p for p in presets if not p["builtin"]]
-        assert mine == [
-            {"name": "short poem", "instruction": "Make it a short poem.", "builtin": False}
-        ]
+        mine = [(p["name"], p["instruction"]) for p in presets if p["source"] == "user"]
+        assert mine == [("short poem", "Make it a short poem.")]
     finally:
         restarted.stop()
 
