@@ -176,8 +176,10 @@ class ChatWindow(QMainWindow):
             self.was_lost = False
             log.info("chat window: says the daemon is back")
             self.banner.show_message("Connected to Hearth again.", Tone.INFO, timeout_ms=6000)
-        self.conn.call("vault.status").finished.connect(self._on_vault)
-        self.conn.call("models.list").finished.connect(self._on_models)
+        for method, done in (("vault.status", self._on_vault), ("models.list", self._on_models)):
+            reply = self.conn.call(method)
+            reply.finished.connect(done)
+            reply.failed.connect(self._show_error)
 
     def _on_disconnected(self, why: str) -> None:
         log.info("chat window: says the daemon is out of reach")
@@ -234,11 +236,12 @@ class ChatWindow(QMainWindow):
         self.list_note.hide()
         text = self.search.text().strip()
         if text:
-            self.conn.call("conversations.search", {"text": text}).finished.connect(
-                self._show_results
-            )
+            reply = self.conn.call("conversations.search", {"text": text})
+            reply.finished.connect(self._show_results)
         else:
-            self.conn.call("conversations.list").finished.connect(self._show_list)
+            reply = self.conn.call("conversations.list")
+            reply.finished.connect(self._show_list)
+        reply.failed.connect(self._show_error)
 
     def _show_list(self, result: dict[str, Any]) -> None:
         self.list.clear()
@@ -411,6 +414,9 @@ class ChatWindow(QMainWindow):
             self.keep.setChecked(True)
 
     def _show_error(self, error: HearthError) -> None:
+        """Every failed request ends here or in its bubble: never a silent window."""
+        if error.kind == "daemon_unavailable" and self.was_lost:
+            return  # the banner already says the daemon is out of reach
         self.banner.show_message(error.message, Tone.ERROR)
 
     # -- deleting -----------------------------------------------------------------------

@@ -202,7 +202,10 @@ class SettingsWindow(QDialog):
             edit.editingFinished.connect(self._save_hotkeys)
             self.hotkey_edits[action] = edit
             form.addRow(label, edit)
-        note = QLabel("Hotkeys work in every application while Hearth's tray icon is there.")
+        note = QLabel(
+            "Saved with your settings, for Hearth's global hotkeys. This version does not "
+            "register them yet: they take effect when an update adds them."
+        )
         note.setWordWrap(True)
         form.addRow(note)
         return tab

@@ -15,8 +15,9 @@ from daemon.errors import NotFound
 from gui.chat_window import ChatWindow
 from gui.connection import DaemonConnection
 from tests.conftest import Daemon
-from tests.gui.conftest import FAST, WAIT_MS, dark_palette, screenshot
+from tests.gui.conftest import FAST, SLOW, WAIT_MS, dark_palette, screenshot
 
+pytestmark = pytest.mark.timeout(SLOW)  # they wait for the model
 Connect = Callable[..., DaemonConnection]
 
 
@@ -45,7 +46,7 @@ def finish(qtbot: QtBot, win: ChatWindow) -> None:
 def test_an_answer_streams_into_the_window_and_is_kept_in_history(
     qtbot: QtBot, window: ChatWindow, daemon: Daemon, qapp: QApplication
 ) -> None:
-    window.options = {"max_tokens": 40, "temperature": 0}
+    window.options = {"max_tokens": 32, "temperature": 0}
     send(qtbot, window, "What is a hash chain? Answer in two sentences.")
     assert window.send_button.text() == "Stop"
     seen: list[int] = []

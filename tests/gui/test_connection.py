@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from pytestqt.qtbot import QtBot
 
 from daemon.client import Client
@@ -17,8 +18,9 @@ from daemon.errors import DaemonUnavailable
 from daemon.paths import Paths
 from gui.connection import DaemonConnection, State
 from tests.conftest import Daemon, make_home, start_daemon
-from tests.gui.conftest import FAST, WAIT_MS, wait
+from tests.gui.conftest import FAST, SLOW, WAIT_MS, wait
 
+pytestmark = pytest.mark.timeout(SLOW)  # they wait for the model
 Connect = Callable[..., DaemonConnection]
 
 

@@ -20,9 +20,10 @@ import pytest
 from daemon.client import Client
 from daemon.paths import Paths
 from tests.conftest import make_home
-from tests.gui.conftest import ARTIFACTS
+from tests.gui.conftest import ARTIFACTS, SLOW
 from tests.gui.desktop import Desktop, flame_pixels, start_desktop
 
+pytestmark = pytest.mark.timeout(SLOW)  # they wait for the model
 ANSWER_S = 240  # an answer on a loaded 2-core machine can crawl
 
 

@@ -15,7 +15,9 @@ from gui.app import Hearth
 from gui.connection import DaemonConnection
 from gui.icons import Look
 from tests.conftest import Daemon
+from tests.gui.conftest import SLOW
 
+pytestmark = pytest.mark.timeout(SLOW)  # they wait for the model
 Connect = Callable[..., DaemonConnection]
 
 
