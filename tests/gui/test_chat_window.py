@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
@@ -89,7 +89,7 @@ def test_shift_enter_makes_a_new_line_and_does_not_send(qtbot: QtBot, window: Ch
     assert window.composer.toPlainText() == "first line\nsecond line"
 
 
-def test_esc_stops_the_answer_and_what_was_said_is_kept(
+def test_esc_stops_the_answer_and_what_was_said_is_kept_and_copied(
     qtbot: QtBot, window: ChatWindow, daemon: Daemon
 ) -> None:
     window.options = {"max_tokens": 1500, "temperature": 0}
@@ -103,6 +103,8 @@ def test_esc_stops_the_answer_and_what_was_said_is_kept(
         stored = c.call("conversations.get", {"id": window.conversation_id})
     assert stored["messages"][-1]["content"] == bubble.text
     assert len(bubble.text) < 1500 * 4
+    bubble.copy_button.click()  # "copy an answer"
+    assert QGuiApplication.clipboard().text() == bubble.text
 
 
 def test_delete_says_it_is_permanent_then_shreds_the_conversation(
