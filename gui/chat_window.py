@@ -297,7 +297,8 @@ class ChatWindow(QMainWindow):
             if message["role"] in ("user", "assistant"):
                 self.transcript.add(message["role"], message["content"]).finish()
         self.delete_button.setEnabled(True)
-        self.footer.setText(f"Started {when(conv.get('created'))}")
+        started = when(conv.get("created"))
+        self.footer.setText(f"Started {started}" if started else "")
         self.composer.setFocus()
 
     # -- sending ------------------------------------------------------------------------

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QPalette
+from PySide6.QtGui import (
+    QFontDatabase,
+    QGuiApplication,
+    QKeyEvent,
+    QPalette,
+    QResizeEvent,
+    QTextCursor,
+    QTextOption,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -12,6 +21,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QScrollArea,
     QSizePolicy,
+    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -26,6 +36,79 @@ NOTES = {
     "cancelled": "Stopped.",
     "repetition": "Stopped: the model was repeating itself.",
 }
+
+
+class MarkdownView(QTextBrowser):
+    """Read-only Markdown that grows to its content's height: the transcript scrolls, not
+    the message. Long words and code lines wrap rather than being cut off at the edge,
+    links are never followed (a click must never reach the network), and the wheel
+    scrolls the transcript even over a message."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self.document().setDocumentMargin(0)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().documentLayout().documentSizeChanged.connect(lambda _: self._fit())
+        self.markdown = ""
+
+    def set_markdown(self, text: str) -> None:
+        self.markdown = text
+        self.setMarkdown(text)
+        self._style_code()
+        self._fit()
+
+    def _style_code(self) -> None:
+        """Code in a monospace font on a faint tint, and code blocks that wrap (a
+        clipped line would hide what the model wrote)."""
+        pal = QApplication.palette()
+        tint = mix(pal.color(QPalette.ColorRole.Base), pal.color(QPalette.ColorRole.Text), 0.07)
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        cursor = QTextCursor(self.document())
+        block = self.document().begin()
+        while block.isValid():
+            fmt = block.blockFormat()
+            code_block = fmt.nonBreakableLines()
+            if code_block:
+                fmt.setNonBreakableLines(False)
+                fmt.setBackground(tint)
+                cursor.setPosition(block.position())
+                cursor.setBlockFormat(fmt)
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                char = fragment.charFormat()
+                if char.fontFixedPitch() and not code_block:
+                    char.setFontFamilies([mono.family()])
+                    char.setBackground(tint)
+                    cursor.setPosition(fragment.position())
+                    cursor.setPosition(
+                        fragment.position() + fragment.length(), QTextCursor.MoveMode.KeepAnchor
+                    )
+                    cursor.setCharFormat(char)
+                it += 1
+            block = block.next()
+
+    def _fit(self) -> None:
+        self.document().setTextWidth(self.viewport().width())
+        height = int(self.document().size().height()) + 2
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        event.ignore()  # the transcript around it scrolls
 
 
 class Bubble(QFrame):
@@ -56,16 +139,8 @@ class Bubble(QFrame):
         self.copy_button.setVisible(role == "assistant" and bool(text))
         head.addWidget(self.copy_button)
         layout.addLayout(head)
-        self.body = QLabel(self)
+        self.body = MarkdownView(self)
         self.body.setObjectName("body")
-        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
-        self.body.setWordWrap(True)
-        self.body.setOpenExternalLinks(False)  # a click must never reach the network
-        self.body.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse
-            | Qt.TextInteractionFlag.TextSelectableByKeyboard
-        )
-        self.body.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.body.setAccessibleName("You wrote" if role == "user" else "Hearth answered")
         layout.addWidget(self.body)
         self.note = QLabel(self)
@@ -106,9 +181,9 @@ class Bubble(QFrame):
 
     def _render(self) -> None:
         if self.text:
-            self.body.setText(self.text)
+            self.body.set_markdown(self.text)
         elif self.role == "assistant":
-            self.body.setText("*Thinking…*")
+            self.body.set_markdown("*Thinking…*")
 
     def restyle(self) -> None:
         pal = QApplication.palette()  # the system's; our own style sheet changes ours
@@ -129,6 +204,9 @@ class Bubble(QFrame):
         )
         if sheet != self.styleSheet():  # setting it sends another PaletteChange
             self.setStyleSheet(sheet)
+            self.body.setPalette(pal)  # its own style sheet keeps it from following
+            if self.body.markdown:
+                self.body.set_markdown(self.body.markdown)  # code tints follow the palette
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)

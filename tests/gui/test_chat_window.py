@@ -58,7 +58,7 @@ def test_an_answer_streams_into_the_window_and_is_kept_in_history(
     bubble = window.transcript.bubbles[-1]
     assert bubble.role == "assistant" and bubble.text
     assert seen and seen == sorted(seen) and seen[-1] <= len(bubble.text)  # it grew
-    assert bubble.body.text() == bubble.text  # rendered, not left at "Thinking…"
+    assert bubble.body.markdown == bubble.text  # rendered, not left at "Thinking…"
     assert window.send_button.text() == "Send"
     assert window.conversation_id is not None
     with daemon.client() as c:
@@ -207,3 +207,22 @@ def test_ctrl_n_starts_a_new_chat_and_controls_have_accessible_names(
                    window.model_box, window.engine_box, window.keep, window.delete_button,
                    window.new_button):  # fmt: skip
         assert widget.accessibleName(), widget
+
+
+def test_markdown_wraps_long_lines_and_code_instead_of_cutting_them_off(
+    qtbot: QtBot, window: ChatWindow
+) -> None:
+    code = "x = '" + "long" * 60 + "'"
+    answer = f"Some **bold** and `code`.\n\n```python\n{code}\n```\n\n" + "hash" * 50
+    window._show_conversation(
+        {"id": "md", "title": "Markdown", "messages": [
+            {"role": "user", "content": "Show me"}, {"role": "assistant", "content": answer}]}
+    )  # fmt: skip
+    bubble = window.transcript.bubbles[-1]
+    qtbot.waitUntil(lambda: bubble.body.width() > 300)
+    document = bubble.body.document()
+    assert document.idealWidth() <= bubble.body.viewport().width() + 1  # nothing overflows
+    assert bubble.body.height() >= document.size().height()  # nothing is cut at the bottom
+    assert window.transcript.horizontalScrollBar().maximum() == 0
+    assert "long" * 60 in bubble.body.toPlainText()
+    screenshot(window, "chat-markdown")
