@@ -29,7 +29,7 @@ from PySide6.QtNetwork import QLocalSocket
 
 from daemon import PROTOCOL_VERSION
 from daemon.client import EXIT_ALREADY_RUNNING
-from daemon.errors import DaemonUnavailable, HearthError, from_rpc
+from daemon.errors import Cancelled, DaemonUnavailable, HearthError, from_rpc
 from daemon.paths import Paths
 
 log = logging.getLogger("hearth.tray")
@@ -172,7 +172,7 @@ class DaemonConnection(QObject):
             return
         if reply in (r for r, _ in self._queued):
             self._queued = [(r, p) for r, p in self._queued if r is not reply]
-            reply._fail(HearthError("cancelled before it was sent"))
+            reply._fail(Cancelled("cancelled before it was sent"))
             return
         self._write({"jsonrpc": "2.0", "method": "cancel", "params": {"id": reply.id}})
 
