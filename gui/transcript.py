@@ -148,6 +148,8 @@ class Bubble(QFrame):
         self.note.setWordWrap(True)
         self.note.hide()
         layout.addWidget(self.note)
+        self._copied = QTimer(self, singleShot=True, interval=1500)
+        self._copied.timeout.connect(lambda: self.copy_button.setText("Copy"))
         self._render_timer = QTimer(self, singleShot=True)
         self._render_timer.timeout.connect(self._render)
         self._render()
@@ -177,7 +179,7 @@ class Bubble(QFrame):
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text)
         self.copy_button.setText("Copied")
-        QTimer.singleShot(1500, lambda: self.copy_button.setText("Copy"))
+        self._copied.start()  # a child timer: it dies with the bubble, never fires after
 
     def _render(self) -> None:
         if self.text:

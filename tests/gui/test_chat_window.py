@@ -105,6 +105,9 @@ def test_esc_stops_the_answer_and_what_was_said_is_kept_and_copied(
     assert len(bubble.text) < 1500 * 4
     bubble.copy_button.click()  # "copy an answer"
     assert QGuiApplication.clipboard().text() == bubble.text
+    assert bubble.copy_button.text() == "Copied"
+    window.new_chat()  # the bubble goes while its "Copied" is showing
+    qtbot.wait(1700)  # past the moment it would have said "Copy" again: no error
 
 
 def test_delete_says_it_is_permanent_then_shreds_the_conversation(
