@@ -20,6 +20,7 @@ from daemon.engine.registry import Registry
 from daemon.engine.scheduler import Scheduler
 from daemon.methods import all_methods
 from daemon.paths import Paths
+from daemon.pluginhost.host import PluginHost
 from daemon.server import Server
 from daemon.vault import vault_path
 from daemon.vault.service import VaultService, keep_retention
@@ -89,6 +90,7 @@ async def serve(paths: Paths, config: Config) -> None:
         vault = VaultService(vault_path(paths))
         await asyncio.to_thread(vault.start)  # a passphrase vault waits for `vault.unlock`
         app = App(paths, config, registry, scheduler, runner_log, egress, vault)
+        app.plugins = PluginHost(app)
         server = Server(app, all_methods())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -97,12 +99,14 @@ async def serve(paths: Paths, config: Config) -> None:
         await server.start(paths.socket)
         log.info("serving on %s (pid %d)", paths.socket, os.getpid())
         retention = asyncio.create_task(keep_retention(vault))
+        await app.plugins.start()  # enabled plugins start in the background
         try:
             await stop.wait()
         finally:
             log.info("shutting down")
             await server.close()
             retention.cancel()
+            await app.plugins.close()
             await scheduler.close()
             await asyncio.to_thread(vault.close)
             with contextlib.suppress(FileNotFoundError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.methods import chat, egress, history, models, prefs, session, vault
+from daemon.methods import chat, egress, history, models, plugins, prefs, session, vault
 from daemon.rpc import Handler
 
 
@@ -14,6 +14,6 @@ def all_methods() -> dict[str, Handler]:
             raise ValueError(f"method {name} registered twice")
         methods[name] = handler
 
-    for module in (session, chat, models, egress, history, vault, prefs):
+    for module in (session, chat, models, egress, history, vault, prefs, plugins):
         module.register(register)
     return methods
