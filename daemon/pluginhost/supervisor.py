@@ -131,7 +131,10 @@ class PluginProcess:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         ours, theirs = socket.socketpair()
         limits = asdict(self.manifest.limits)
-        cgroup = PidsCgroup.create(f"{self.id}-{os.getpid()}-{next(self._ids)}", limits["processes"])
+        cgroup = None
+        if "cgroup" not in self.disable:
+            name = f"{self.id}-{os.getpid()}-{next(self._ids)}"
+            cgroup = PidsCgroup.create(name, limits["processes"])
         env = {
             "PATH": os.defpath,
             "HOME": str(self.home),
@@ -365,15 +368,25 @@ class PluginProcess:
                 await self._limit(life, why, "timeout")
                 raise PluginLimit(why, plugin=self.id, limit="timeout") from None
             except PluginLimit as exc:
-                await self._limit(life, f"{self.id}: {exc.message}", exc.data.get("limit"))
-                raise PluginLimit(f"{self.id}: {exc.message}", **exc.data, plugin=self.id) from None
+                limit = str(exc.data.get("limit"))
+                why = self._limit_message(limit, exc.message)
+                await self._limit(life, why, limit)
+                raise PluginLimit(why, plugin=self.id, limit=limit) from None
             except HearthError as exc:
                 if life.cgroup and life.cgroup.hits() > hits:  # a fork was refused meanwhile
-                    why = f"{self.id} hit its process limit ({self.manifest.limits.processes})"
+                    why = self._limit_message("processes", exc.message)
                     await self._limit(life, why, "processes")
                     raise PluginLimit(why, plugin=self.id, limit="processes") from exc
                 self.counters.failures += 1
                 raise
+
+    def _limit_message(self, limit: str, detail: str) -> str:
+        limits = self.manifest.limits
+        what = {
+            "memory": f"its memory limit ({limits.memory_mb} MiB)",
+            "processes": f"its process limit ({limits.processes} processes and threads)",
+        }.get(limit, f"its {limit} limit")
+        return f"{self.id} hit {what} and was stopped; it restarts for its next call ({detail})"
 
     async def _limit(self, life: Life, why: str, limit: Any) -> None:
         """A limit was hit: log it, and end this life so nothing it left keeps running."""
