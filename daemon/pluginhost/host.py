@@ -292,7 +292,7 @@ class PluginHost:
             state = process.state
         else:
             state = "stopped" if enabled else "disabled"
-        status = process.status() if process else {"state": state, "problem": None}
+        status = process.status() if process else PluginProcess.idle_status(state)
         described = process.described if process else {"commands": [], "triggers": []}
         triggers = described["triggers"]
         return {

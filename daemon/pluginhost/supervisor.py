@@ -419,3 +419,9 @@ class PluginProcess:
             "sandbox": self.sandbox,
             **asdict(self.counters),
         }
+
+    @staticmethod
+    def idle_status(state: str) -> dict[str, Any]:
+        """status() of a plugin that has no process."""
+        return {"state": state, "pid": None, "problem": None, "sandbox": None,
+                **asdict(Counters())}  # fmt: skip
