@@ -19,18 +19,26 @@ EXIT_LIMIT = 4  # a limit stopped it: memory, CPU, processes, timeout
 EXIT_OTHER = 2
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _line(p: dict[str, Any]) -> str:
-    flags = "on " if p["enabled"] else "off"
     state = p["state"]
     if p.get("sandbox") and p["sandbox"].get("missing"):
         state += f" (degraded: no {', '.join(p['sandbox']['missing'])})"
-    counts = []
-    for key, label in (("crashes", "crash"), ("timeouts", "timeout"), ("limit_hits", "limit hit")):
-        if p.get(key):
-            counts.append(f"{p[key]} {label}{'es' if key == 'crashes' and p[key] != 1 else ''}"
-                          f"{'s' if key != 'crashes' and p[key] != 1 else ''}")  # fmt: skip
+    counts = [
+        _count(p[key], one, many)
+        for key, one, many in (
+            ("crashes", "crash", "crashes"),
+            ("timeouts", "timeout", "timeouts"),
+            ("limit_hits", "limit hit", "limit hits"),
+        )
+        if p.get(key)
+    ]
     kind = "first-party" if p["builtin"] else "user"
-    text = f"{flags}  {p['id']:<22} {p['version'] or '?':<8} {state:<12} {kind}"
+    text = f"{'on ' if p['enabled'] else 'off'}  {p['id']:<22} {p['version'] or '?':<8} "
+    text += f"{state:<12} {kind}"
     if counts:
         text += "  · " + ", ".join(counts)
     if p.get("problem"):
@@ -69,9 +77,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     _show_permissions(p)
     if p.get("limits"):
         lim = p["limits"]
-        print(f"limits:  {lim['memory_mb']} MiB memory, {lim['cpu_seconds']} s CPU, "
-              f"{lim['timeout']:g} s per call, {lim['processes']} processes, "
-              f"{lim['open_files']} open files")  # fmt: skip
+        print(
+            f"limits:  {lim['memory_mb']} MiB memory, {lim['cpu_seconds']} s CPU, "
+            f"{lim['timeout']:g} s per call, {lim['processes']} processes, "
+            f"{lim['open_files']} open files"
+        )
     if p.get("sandbox"):
         for name, layer in p["sandbox"]["layers"].items():
             print(f"sandbox: {name}: {layer}")
@@ -82,9 +92,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     for h in p["hotkeys"]:
         print(f"hotkey:  {h['keys']}  {h['description']}")
     for t in p["triggers"]:
-        what = {"file": lambda t: f"files {', '.join(t['patterns'])} in {t['path']}",
-                "every": lambda t: f"every {t['seconds']:g} s",
-                "cron": lambda t: f"cron {t['expression']}"}[t["kind"]](t)  # fmt: skip
+        what = {
+            "file": lambda t: f"files {', '.join(t['patterns'])} in {t['path']}",
+            "every": lambda t: f"every {t['seconds']:g} s",
+            "cron": lambda t: f"cron {t['expression']}",
+        }[t["kind"]](t)
         print(f"trigger: {t['handler']}: {what}")
     return 0
 

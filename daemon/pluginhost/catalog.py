@@ -21,8 +21,8 @@ from typing import Any
 import plugins
 from daemon.egress.store import write_private
 from daemon.errors import HearthError, InvalidParams, NotFound
-from daemon.pluginhost.manifest import Manifest, Permissions, load_manifest
 from daemon.paths import Paths
+from daemon.pluginhost.manifest import Manifest, Permissions, load_manifest
 
 MAX_FILES = 200
 MAX_BYTES = 10 << 20
@@ -125,9 +125,12 @@ class Catalog:
         grant = self.grants.get(plugin_id)
         entry = self.entries.get(plugin_id)
         return bool(
-            grant and grant.enabled and entry and entry.manifest
+            grant
+            and grant.enabled
+            and entry
+            and entry.manifest
             and not grant.permissions.covers(entry.manifest.permissions)
-        )  # fmt: skip
+        )
 
     def set_grant(self, plugin_id: str, grant: Grant | None) -> None:
         if grant is None:

@@ -79,15 +79,20 @@ class Channel:
         self.send({"jsonrpc": "2.0", "id": rid, "result": result})
 
     def reply_error(self, rid: Any, failure: Failure) -> None:
-        error = {"code": -32000, "message": failure.message,
-                 "data": {"kind": failure.kind, **failure.data}}  # fmt: skip
+        error = {
+            "code": -32000,
+            "message": failure.message,
+            "data": {"kind": failure.kind, **failure.data},
+        }
         self.send({"jsonrpc": "2.0", "id": rid, "error": error})
 
 
 def load(entry: Path, plugin_id: str) -> Plugin:
     """Import the plugin's module and find its ``Plugin``."""
     sys.path.insert(0, str(entry.parent))
-    spec = importlib.util.spec_from_file_location(f"hearth_plugin_{plugin_id.replace('-', '_')}", entry)
+    spec = importlib.util.spec_from_file_location(
+        f"hearth_plugin_{plugin_id.replace('-', '_')}", entry
+    )
     if spec is None or spec.loader is None:
         raise Failure("plugin_failed", f"cannot import {entry.name}")
     module = importlib.util.module_from_spec(spec)
@@ -111,9 +116,10 @@ def classify(exc: BaseException) -> Failure:
         return Failure("plugin_limit", "the plugin ran out of its memory limit", limit="memory")
     if isinstance(exc, OSError) and exc.errno == errno.EAGAIN and _from_fork(exc):
         return Failure(
-            "plugin_limit", "the plugin hit its process limit (a fork was refused)",
+            "plugin_limit",
+            "the plugin hit its process limit (a fork was refused)",
             limit="processes",
-        )  # fmt: skip
+        )
     if isinstance(exc, RecursionError):
         return Failure("plugin_failed", f"RecursionError: {exc}", error="RecursionError")
     text = f"{type(exc).__name__}: {exc}"
@@ -122,8 +128,9 @@ def classify(exc: BaseException) -> Failure:
 
 def _from_fork(exc: BaseException) -> bool:
     frames = traceback.extract_tb(exc.__traceback__)
-    return any("fork" in (f.line or "") or f.name in ("_execute_child", "_fork_exec")
-               for f in frames)  # fmt: skip
+    return any(
+        "fork" in (f.line or "") or f.name in ("_execute_child", "_fork_exec") for f in frames
+    )
 
 
 def invoke(plugin: Plugin, channel: Channel, setup: dict[str, Any], params: dict[str, Any]) -> Any:
@@ -153,9 +160,15 @@ def serve(channel: Channel) -> None:
     report = sandbox.apply(setup["sandbox"])
     if report["refused"]:
         why = ", ".join(report["refused"])
-        channel.reply_error(first["id"], Failure(
-            "not_available", f"the plugin sandbox is incomplete on this system (missing: {why}); "
-            "the plugin was not started", missing=report["missing"]))  # fmt: skip
+        channel.reply_error(
+            first["id"],
+            Failure(
+                "not_available",
+                f"the plugin sandbox is incomplete on this system (missing: {why}); "
+                "the plugin was not started",
+                missing=report["missing"],
+            ),
+        )
         os._exit(EXIT_REFUSED)
     try:
         plugin = load(Path(setup["entry"]), setup["id"])

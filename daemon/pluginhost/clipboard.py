@@ -69,9 +69,12 @@ def write(text: str) -> None:
     try:
         # xclip stays up to serve the selection: don't wait for it, only for its stdin.
         proc = subprocess.Popen(
-            tools[1], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            tools[1],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         assert proc.stdin is not None
         proc.stdin.write(text.encode())
         proc.stdin.close()

@@ -12,8 +12,13 @@ from datetime import datetime, timedelta
 
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_FIELDS = (("minute", 0, 59, []), ("hour", 0, 23, []), ("day", 1, 31, []),
-           ("month", 1, 12, _MONTHS), ("weekday", 0, 7, _DAYS))  # fmt: skip
+_FIELDS: list[tuple[str, int, int, list[str]]] = [
+    ("minute", 0, 59, []),
+    ("hour", 0, 23, []),
+    ("day", 1, 31, []),
+    ("month", 1, 12, _MONTHS),
+    ("weekday", 0, 7, _DAYS),
+]
 
 
 def _value(text: str, lo: int, names: list[str]) -> int:
@@ -62,7 +67,8 @@ class Cron:
         except ValueError as exc:
             raise ValueError(f"cron {expression!r}: {exc}") from None
         weekdays = frozenset(d % 7 for d in sets[4])
-        return cls(*sets[:4], weekdays, parts[2] == "*", parts[4] == "*")
+        minutes, hours, days, months = sets[:4]
+        return cls(minutes, hours, days, months, weekdays, parts[2] == "*", parts[4] == "*")
 
     def _day_matches(self, when: datetime) -> bool:
         day = when.day in self.days

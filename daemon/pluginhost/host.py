@@ -103,12 +103,18 @@ class PluginHost:
         logbook = self.logbook(plugin_id)
         if not logbook.entries:
             await logbook.load()
-        services = PluginServices(self.app, plugin_id, permissions, logbook, self.notify,
-                                  client=-next(_clients))  # fmt: skip
+        services = PluginServices(
+            self.app, plugin_id, permissions, logbook, self.notify, client=-next(_clients)
+        )
         process = PluginProcess(
-            manifest, permissions, data_dir=self.catalog.data_dir(plugin_id), home=self.home,
-            serve=services.serve, logbook=logbook, disable=self._disable,
-        )  # fmt: skip
+            manifest,
+            permissions,
+            data_dir=self.catalog.data_dir(plugin_id),
+            home=self.home,
+            serve=services.serve,
+            logbook=logbook,
+            disable=self._disable,
+        )
         process.on_ready = self._wire
         self.processes[plugin_id] = process
         await process.start()
@@ -161,8 +167,10 @@ class PluginHost:
                 await asyncio.sleep(0.5)  # let the backoff run its course
                 continue
             handler, event = queue.popleft()
-            kind = next((t["kind"] for t in process.described["triggers"]
-                         if t["handler"] == handler), "trigger")  # fmt: skip
+            kind = next(
+                (t["kind"] for t in process.described["triggers"] if t["handler"] == handler),
+                "trigger",
+            )
             params: dict[str, Any] = {"kind": kind, "name": handler}
             if event is not None:
                 params["event"] = event
@@ -207,11 +215,14 @@ class PluginHost:
                 "changed): look again with `hearth plugins info`",
                 field="permissions",
             )
-        await asyncio.to_thread(self.catalog.set_grant, plugin_id, Grant(True, manifest.permissions))
+        await asyncio.to_thread(
+            self.catalog.set_grant, plugin_id, Grant(True, manifest.permissions)
+        )
         self._network_rules(plugin_id, manifest.permissions.network, allow=True)
         await self._stop(plugin_id)
-        self.logbook(plugin_id).add("host", "enabled; granted: " + "; ".join(
-            manifest.permissions.describe()))  # fmt: skip
+        self.logbook(plugin_id).add(
+            "host", "enabled; granted: " + "; ".join(manifest.permissions.describe())
+        )
         await self.launch(plugin_id)
 
     async def disable(self, plugin_id: str) -> None:
@@ -230,9 +241,7 @@ class PluginHost:
         await asyncio.to_thread(self.catalog.remove, plugin_id)
         self.logs.pop(plugin_id, None)
         with contextlib.suppress(HearthError):
-            return await asyncio.to_thread(
-                lambda: self.app.vault.require().plugin_clear(plugin_id)
-            )
+            return await asyncio.to_thread(lambda: self.app.vault.require().plugin_clear(plugin_id))
         return 0
 
     def _network_rules(self, plugin_id: str, hosts: tuple[str, ...], allow: bool) -> None:
@@ -240,8 +249,11 @@ class PluginHost:
         egress = self.app.egress
         policy = egress.policy
         for host in hosts:
-            policy = policy.allow(host, caller(plugin_id)) if allow else policy.revoke(
-                host, caller(plugin_id))  # fmt: skip
+            policy = (
+                policy.allow(host, caller(plugin_id))
+                if allow
+                else policy.revoke(host, caller(plugin_id))
+            )
         if policy != egress.policy:
             egress.set_policy(policy)
 
@@ -258,12 +270,15 @@ class PluginHost:
             logbook.add("host", f"not reloaded: {entry.error}", "error")
             return
         if self.catalog.needs_approval(plugin_id):
-            logbook.add("host", "stopped: its manifest now asks for more than was granted; "
-                        f"run `hearth plugins enable {plugin_id}`", "error")  # fmt: skip
+            logbook.add(
+                "host",
+                "stopped: its manifest now asks for more than was granted; "
+                f"run `hearth plugins enable {plugin_id}`",
+                "error",
+            )
             return
         if self.catalog.approved(plugin_id) is not None:
-            logbook.add("host", "reloaded after a change to its files" if was_running
-                        else "loaded")  # fmt: skip
+            logbook.add("host", "reloaded after a change to its files" if was_running else "loaded")
             with contextlib.suppress(HearthError):
                 await self.launch(plugin_id)
 
@@ -310,8 +325,11 @@ class PluginHost:
             "describe_permissions": manifest.permissions.describe() if manifest else [],
             "limits": manifest.to_dict()["limits"] if manifest else None,
             "commands": described["commands"],
-            "hotkeys": [{"keys": t["keys"], "description": t["description"]}
-                        for t in triggers if t["kind"] == "hotkey"],  # fmt: skip
+            "hotkeys": [
+                {"keys": t["keys"], "description": t["description"]}
+                for t in triggers
+                if t["kind"] == "hotkey"
+            ],
             "triggers": [t for t in triggers if t["kind"] != "hotkey"],
             "queued": len(self.queues.get(plugin_id, ())),
             "dropped": self.dropped.get(plugin_id, 0),
@@ -345,8 +363,10 @@ class _Reloader(FileSystemEventHandler):
 
 def _not_enabled(plugin_id: str, needs_approval: bool) -> str:
     if needs_approval:
-        return (f"{plugin_id} asks for permissions you have not granted (its manifest changed): "
-                f"run `hearth plugins enable {plugin_id}` to review them")  # fmt: skip
+        return (
+            f"{plugin_id} asks for permissions you have not granted (its manifest changed): "
+            f"run `hearth plugins enable {plugin_id}` to review them"
+        )
     return f"{plugin_id} is not enabled: run `hearth plugins enable {plugin_id}`"
 
 

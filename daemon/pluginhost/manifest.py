@@ -119,7 +119,11 @@ class Limits:
             if key not in bounds:
                 raise _bad("limits", f"unknown limit {key!r}; known: {', '.join(bounds)}")
             lo, hi = bounds[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not lo <= value <= hi
+            ):
                 raise _bad(f"limits.{key}", f"must be a number from {lo:g} to {hi:g}")
             values[key] = value if key == "timeout" else int(value)
         return cls(**values)

@@ -39,7 +39,16 @@ REQUIRED = ("files", "network")
 
 # Files a Python process needs from /etc and /dev; the rest of /etc (shadow…) stays shut.
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/timezone", "/dev/urandom")
-_SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ssl", "/etc/alternatives")
+_SYSTEM_DIRS = (
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/etc/ssl",
+    "/etc/alternatives",
+)
 
 
 def code_roots() -> list[str]:
@@ -57,9 +66,15 @@ def code_roots() -> list[str]:
 
 
 def plan(
-    *, folder: Path, data_dir: Path, read: list[Path], write: list[Path],
-    limits: dict[str, Any], cgroup: bool, disable: list[str],
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    folder: Path,
+    data_dir: Path,
+    read: list[Path],
+    write: list[Path],
+    limits: dict[str, Any],
+    cgroup: bool,
+    disable: list[str],
+) -> dict[str, Any]:
     """What the child must apply: JSON-able, sent over the channel with ``setup``."""
     return {
         "read_exec": [*code_roots(), *_SYSTEM_DIRS, *_SYSTEM_FILES],
@@ -83,8 +98,11 @@ def _unshare_network(root: bool) -> str | None:
     uid, gid = os.getuid(), os.getgid()
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
         return None
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
-                       ("gid_map", f"{gid} {gid} 1")):  # fmt: skip
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{uid} {uid} 1"),
+        ("gid_map", f"{gid} {gid} 1"),
+    ):
         with open(f"/proc/self/{name}", "w") as fh:
             fh.write(text)
     return "user"
@@ -112,8 +130,12 @@ def apply(spec: dict[str, Any]) -> dict[str, Any]:
     layers: dict[str, Any] = {}
     missing: list[str] = []
     if not sys.platform.startswith("linux"):
-        return {"layers": {}, "missing": ["files", "network", "processes"], "degraded": True,
-                "platform": sys.platform}  # fmt: skip
+        return {
+            "layers": {},
+            "missing": ["files", "network", "processes"],
+            "degraded": True,
+            "platform": sys.platform,
+        }
     _rlimits(limits)
     root = os.geteuid() == 0
     netns = None if "netns" in disabled else _unshare_network(root)
@@ -141,7 +163,9 @@ def apply(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         missing.append("files")
         enforced = {"tcp": False}
-    network = [n for n, on in (("network namespace", netns), ("Landlock TCP", enforced["tcp"])) if on]
+    network = [
+        n for n, on in (("network namespace", netns), ("Landlock TCP", enforced["tcp"])) if on
+    ]
     if network:
         layers["network"] = " + ".join(network)
     else:

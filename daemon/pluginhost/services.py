@@ -57,9 +57,14 @@ def caller(plugin_id: str) -> str:
 
 class PluginServices:
     def __init__(
-        self, app: App, plugin_id: str, permissions: Permissions, logbook: PluginLog,
-        notify: Notify, client: int,
-    ) -> None:  # fmt: skip
+        self,
+        app: App,
+        plugin_id: str,
+        permissions: Permissions,
+        logbook: PluginLog,
+        notify: Notify,
+        client: int,
+    ) -> None:
         self.app = app
         self.id = plugin_id
         self.permissions = permissions
@@ -109,8 +114,12 @@ class PluginServices:
         except asyncio.CancelledError:
             call.cancel()  # the plugin died or was killed: stop generating for it
             raise
-        return {"text": result["text"], "finish_reason": result["finish_reason"],
-                "tokens": result["tokens"], "model": result["model"]}  # fmt: skip
+        return {
+            "text": result["text"],
+            "finish_reason": result["finish_reason"],
+            "tokens": result["tokens"],
+            "model": result["model"],
+        }
 
     async def generate(self, params: dict[str, Any]) -> Any:
         prompt = p.required_str(params, "prompt")
@@ -141,16 +150,25 @@ class PluginServices:
             granted = ", ".join(self.permissions.network) or "no host"
             error = EgressDenied(
                 f"{self.id} may not reach {host}: its manifest grants {granted}",
-                caller=who, host=host, plugin=self.id,
-            )  # fmt: skip
+                caller=who,
+                host=host,
+                plugin=self.id,
+            )
             await asyncio.to_thread(
                 gateway.refuse, who, purpose, method, url, error, "plugin permissions"
             )
             raise error
         reply = await asyncio.to_thread(
-            egress.run, gateway.request, who, purpose, method, url,
-            headers=headers, content=body, max_body=MAX_FETCH,
-        )  # fmt: skip
+            egress.run,
+            gateway.request,
+            who,
+            purpose,
+            method,
+            url,
+            headers=headers,
+            content=body,
+            max_body=MAX_FETCH,
+        )
         return {
             "status": reply.status,
             "headers": {k: v for k, v in reply.headers.items() if k.lower() != "set-cookie"},

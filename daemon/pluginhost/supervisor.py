@@ -79,9 +79,16 @@ class PluginProcess:
     """The supervised process of one enabled plugin."""
 
     def __init__(
-        self, manifest: Manifest, granted: Permissions, *, data_dir: Path, home: Path,
-        serve: Serve, logbook: PluginLog, disable: list[str] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        manifest: Manifest,
+        granted: Permissions,
+        *,
+        data_dir: Path,
+        home: Path,
+        serve: Serve,
+        logbook: PluginLog,
+        disable: list[str] | None = None,
+    ) -> None:
         self.manifest = manifest
         self.granted = granted
         self.data_dir = data_dir
@@ -147,11 +154,18 @@ class PluginProcess:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "daemon.pluginhost.child", str(theirs.fileno()),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, pass_fds=(theirs.fileno(),), env=env,
-                cwd=self.data_dir, start_new_session=True,
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "daemon.pluginhost.child",
+                str(theirs.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                cwd=self.data_dir,
+                start_new_session=True,
+            )
         finally:
             theirs.close()
         if cgroup is not None:
@@ -177,8 +191,12 @@ class PluginProcess:
             cgroup=cgroup is not None,
             disable=self.disable,
         )
-        setup = {"id": self.id, "entry": str(self.manifest.entry_path),
-                 "data_dir": str(self.data_dir), "sandbox": spec}  # fmt: skip
+        setup = {
+            "id": self.id,
+            "entry": str(self.manifest.entry_path),
+            "data_dir": str(self.data_dir),
+            "sandbox": spec,
+        }
         try:
             ready = await asyncio.wait_for(self._request(life, "setup", setup), SETUP_TIMEOUT)
         except BaseException:
@@ -269,8 +287,13 @@ class PluginProcess:
             life.send({"jsonrpc": "2.0", "id": rid, "error": exc.to_rpc()})
         except Exception as exc:
             log.exception("plugin %s: serving %s failed", self.id, msg.get("method"))
-            life.send({"jsonrpc": "2.0", "id": rid,
-                       "error": PluginFailed(f"internal error: {type(exc).__name__}").to_rpc()})  # fmt: skip
+            life.send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": rid,
+                    "error": PluginFailed(f"internal error: {type(exc).__name__}").to_rpc(),
+                }
+            )
 
     async def _stderr(self, stream: asyncio.StreamReader) -> None:
         count = 0
@@ -330,8 +353,10 @@ class PluginProcess:
         if code == -signal.SIGXCPU:
             return PluginLimit(
                 f"{self.id} used up its CPU time ({self.manifest.limits.cpu_seconds} s) and "
-                "was stopped", plugin=self.id, limit="cpu",
-            )  # fmt: skip
+                "was stopped",
+                plugin=self.id,
+                limit="cpu",
+            )
         return PluginFailed(f"the {self.id} plugin process died ({how})", plugin=self.id)
 
     async def _end(self, life: Life, why: str) -> None:
@@ -423,5 +448,4 @@ class PluginProcess:
     @staticmethod
     def idle_status(state: str) -> dict[str, Any]:
         """status() of a plugin that has no process."""
-        return {"state": state, "pid": None, "problem": None, "sandbox": None,
-                **asdict(Counters())}  # fmt: skip
+        return {"state": state, "pid": None, "problem": None, "sandbox": None, **asdict(Counters())}

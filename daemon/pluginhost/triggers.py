@@ -37,9 +37,13 @@ class Debounced(FileSystemEventHandler):
     it has been quiet for ``delay`` seconds."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, handler: str, patterns: list[str],
-        delay: float, fire: Fire,
-    ) -> None:  # fmt: skip
+        self,
+        loop: asyncio.AbstractEventLoop,
+        handler: str,
+        patterns: list[str],
+        delay: float,
+        fire: Fire,
+    ) -> None:
         self.loop = loop
         self.handler = handler
         self.patterns = patterns

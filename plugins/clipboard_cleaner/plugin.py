@@ -19,8 +19,9 @@ URL = re.compile(r"https?://[^\s<>\"']+")
 
 def clean_url(url: str) -> str:
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if not TRACKING.match(k)]  # fmt: skip
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not TRACKING.match(k)
+    ]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 

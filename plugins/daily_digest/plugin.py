@@ -16,8 +16,14 @@ MAX_CHARS = 1500
 
 
 def changed_notes(since: float) -> list[Path]:
-    found = [p for p in NOTES.rglob("*") if p.suffix in (".md", ".txt") and p.is_file()
-             and not p.name.endswith(".summary.md") and p.stat().st_mtime >= since]  # fmt: skip
+    found = [
+        p
+        for p in NOTES.rglob("*")
+        if p.suffix in (".md", ".txt")
+        and p.is_file()
+        and not p.name.endswith(".summary.md")
+        and p.stat().st_mtime >= since
+    ]
     return sorted(found, key=lambda p: p.stat().st_mtime)[-MAX_NOTES:]
 
 
@@ -29,9 +35,13 @@ def digest(ctx: Context, hours: float = 24) -> str:
         lines.append("No notes changed.")
     for note in notes:
         text = note.read_text(encoding="utf-8", errors="replace")[:MAX_CHARS].strip()
-        line = ctx.model.generate(
-            f"Summarize this note in one sentence.\n\n{text}", temperature=0, max_tokens=60
-        ).strip().replace("\n", " ")
+        line = (
+            ctx.model.generate(
+                f"Summarize this note in one sentence.\n\n{text}", temperature=0, max_tokens=60
+            )
+            .strip()
+            .replace("\n", " ")
+        )
         lines.append(f"- **{note.relative_to(NOTES)}**: {line}")
     text = "\n".join(lines) + "\n"
     (ctx.data_dir / f"digest-{day}.md").write_text(text, encoding="utf-8")

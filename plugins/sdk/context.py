@@ -105,7 +105,9 @@ class Storage:
         self.delete(key)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and bool(self._channel.call("storage.get", {"key": key})["found"])
+        return isinstance(key, str) and bool(
+            self._channel.call("storage.get", {"key": key})["found"]
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())

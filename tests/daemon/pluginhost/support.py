@@ -54,8 +54,12 @@ class PluginDaemon:
     def hearth(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "daemon", *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         with Client.connect(self.paths.socket, "test") as client:
@@ -106,8 +110,11 @@ def plugin_daemon(config: str = "keep_alive = -1\n", **extra_env: str) -> Iterat
     with open(root / "daemon.out", "ab") as out:
         daemon.proc = subprocess.Popen(
             [sys.executable, "-m", "daemon", "daemon"],
-            env=daemon.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
+            env=daemon.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:

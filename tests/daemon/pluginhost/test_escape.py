@@ -90,8 +90,11 @@ def test_reading_secrets_outside_its_grants_gets_permission_error(
 def test_writing_outside_its_data_dir_and_grants_gets_permission_error(
     daemon: PluginDaemon,
 ) -> None:
-    for path in (daemon.user_home / "evil.txt", daemon.paths.config / "evil.txt",
-                 Path("/tmp") / f"evil-{daemon.root.name}"):  # fmt: skip
+    for path in (
+        daemon.user_home / "evil.txt",
+        daemon.paths.config / "evil.txt",
+        Path("/tmp") / f"evil-{daemon.root.name}",
+    ):
         code, _, err = run(daemon, "write", str(path))
         assert code == EXIT_FAILED and "PermissionError" in err, err
         assert not path.exists()
@@ -198,8 +201,11 @@ def test_a_copy_with_network_permission_still_cannot_open_sockets(
 ) -> None:
     """Network permission is for ctx.fetch: the process itself still has no network."""
     server, port = listener
-    folder = copy_plugin(TEST_PLUGINS / "escape", tmp_path / "escape2", {
-        'id = "escape"': 'id = "escape2"', '["example.com"]': '["127.0.0.1"]'})  # fmt: skip
+    folder = copy_plugin(
+        TEST_PLUGINS / "escape",
+        tmp_path / "escape2",
+        {'id = "escape"': 'id = "escape2"', '["example.com"]': '["127.0.0.1"]'},
+    )
     daemon.install(folder)
     out = daemon.hearth("plugins", "run", "escape2", "connect", "127.0.0.1", str(port))
     assert out.returncode == EXIT_FAILED
