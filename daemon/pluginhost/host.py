@@ -52,6 +52,8 @@ class PluginHost:
         self.subscribers: set[Subscriber] = set()
         self.observer = new_observer()
         self._reloads: dict[str, asyncio.TimerHandle] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._fingerprints: dict[str, tuple[tuple[str, int, int], ...]] = {}
         self._disable = _test_disabled_layers()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -91,8 +93,19 @@ class PluginHost:
         with contextlib.suppress(HearthError):  # already logged and shown in `list`
             await self.launch(plugin_id)
 
+    def _lock(self, plugin_id: str) -> asyncio.Lock:
+        """One change at a time per plugin: enable, reload, disable and start never mix."""
+        return self._locks.setdefault(plugin_id, asyncio.Lock())
+
     async def launch(self, plugin_id: str) -> PluginProcess:
         """Start an enabled, approved plugin's process (and its triggers)."""
+        existing = self.processes.get(plugin_id)
+        if existing is not None:
+            return existing
+        async with self._lock(plugin_id):
+            return await self._launch_locked(plugin_id)
+
+    async def _launch_locked(self, plugin_id: str) -> PluginProcess:
         existing = self.processes.get(plugin_id)
         if existing is not None:
             return existing
@@ -117,6 +130,7 @@ class PluginHost:
         )
         process.on_ready = self._wire
         self.processes[plugin_id] = process
+        self._fingerprints[plugin_id] = fingerprint(manifest.folder)
         await process.start()
         return process
 
@@ -125,7 +139,7 @@ class PluginHost:
         old = self.triggers.pop(process.id, None)
         if old is not None:
             old.stop()
-        triggers = Triggers(self.observer, self.home, lambda h, e: self._fire(process.id, h, e))
+        triggers = Triggers(self.home, lambda h, e: self._fire(process.id, h, e))
         triggers.start(process.described["triggers"])
         for problem in triggers.problems:
             process.log.add("host", f"trigger not set up: {problem}", "error")
@@ -215,33 +229,44 @@ class PluginHost:
                 "changed): look again with `hearth plugins info`",
                 field="permissions",
             )
-        await asyncio.to_thread(
-            self.catalog.set_grant, plugin_id, Grant(True, manifest.permissions)
-        )
-        self._network_rules(plugin_id, manifest.permissions.network, allow=True)
-        await self._stop(plugin_id)
-        self.logbook(plugin_id).add(
-            "host", "enabled; granted: " + "; ".join(manifest.permissions.describe())
-        )
-        await self.launch(plugin_id)
+        async with self._lock(plugin_id):
+            await asyncio.to_thread(
+                self.catalog.set_grant, plugin_id, Grant(True, manifest.permissions)
+            )
+            self._network_rules(plugin_id, manifest.permissions.network, allow=True)
+            await self._stop(plugin_id)
+            self.logbook(plugin_id).add(
+                "host", "enabled; granted: " + "; ".join(manifest.permissions.describe())
+            )
+            await self._launch_locked(plugin_id)
 
     async def disable(self, plugin_id: str) -> None:
         self.catalog.get(plugin_id)
-        grant = self.catalog.grants.get(plugin_id)
-        await self._stop(plugin_id)
-        if grant is not None:
-            self._network_rules(plugin_id, grant.permissions.network, allow=False)
-            await asyncio.to_thread(self.catalog.set_grant, plugin_id, None)
-        self.logbook(plugin_id).add("host", "disabled")
+        async with self._lock(plugin_id):
+            grant = self.catalog.grants.get(plugin_id)
+            await self._stop(plugin_id)
+            if grant is not None:
+                self._network_rules(plugin_id, grant.permissions.network, allow=False)
+                await asyncio.to_thread(self.catalog.set_grant, plugin_id, None)
+            self.logbook(plugin_id).add("host", "disabled")
 
     async def remove(self, plugin_id: str) -> int:
         """Remove a user plugin, its grants, its data dir and its stored data."""
         self.catalog.get(plugin_id)
         await self.disable(plugin_id)
         await asyncio.to_thread(self.catalog.remove, plugin_id)
-        self.logs.pop(plugin_id, None)
+        logbook = self.logs.pop(plugin_id, None)
+        if logbook is not None:
+            logbook.discard()
+
+        def clear() -> int:
+            vault = self.app.vault.require()
+            keys = [k for k in vault.plugin_keys(plugin_id) if "\0" not in k]
+            vault.plugin_clear(plugin_id)  # its log too
+            return len(keys)
+
         with contextlib.suppress(HearthError):
-            return await asyncio.to_thread(lambda: self.app.vault.require().plugin_clear(plugin_id))
+            return await asyncio.to_thread(clear)
         return 0
 
     def _network_rules(self, plugin_id: str, hosts: tuple[str, ...], allow: bool) -> None:
@@ -257,10 +282,18 @@ class PluginHost:
         if policy != egress.policy:
             egress.set_policy(policy)
 
-    async def reload(self, plugin_id: str) -> None:
+    async def reload(self, plugin_id: str, changed: bool = False) -> None:
         """A user plugin's files changed: read it again and restart it if it runs."""
         self._reloads.pop(plugin_id, None)
-        was_running = plugin_id in self.processes
+        async with self._lock(plugin_id):
+            await self._reload_locked(plugin_id, changed)
+
+    async def _reload_locked(self, plugin_id: str, changed: bool) -> None:
+        folder = self.catalog.user_dir / plugin_id
+        running = self.processes.get(plugin_id)
+        if changed and running and self._fingerprints.get(plugin_id) == fingerprint(folder):
+            return  # an event that changed nothing we run (a rename into place, a touch)
+        was_running = running is not None
         await self._stop(plugin_id)
         entry = await asyncio.to_thread(self.catalog.reload, plugin_id)
         logbook = self.logbook(plugin_id)
@@ -280,7 +313,7 @@ class PluginHost:
         if self.catalog.approved(plugin_id) is not None:
             logbook.add("host", "reloaded after a change to its files" if was_running else "loaded")
             with contextlib.suppress(HearthError):
-                await self.launch(plugin_id)
+                await self._launch_locked(plugin_id)
 
     def schedule_reload(self, plugin_id: str) -> None:
         old = self._reloads.pop(plugin_id, None)
@@ -288,7 +321,7 @@ class PluginHost:
             old.cancel()
         loop = asyncio.get_running_loop()
         self._reloads[plugin_id] = loop.call_later(
-            RELOAD_DELAY, lambda: self._spawn(self.reload(plugin_id))
+            RELOAD_DELAY, lambda: self._spawn(self.reload(plugin_id, changed=True))
         )
 
     # -- views -------------------------------------------------------------------------
@@ -359,6 +392,18 @@ class _Reloader(FileSystemEventHandler):
         if "__pycache__" in relative.parts:
             return
         self.loop.call_soon_threadsafe(self.host.schedule_reload, relative.parts[0])
+
+
+def fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """What a plugin's folder holds: names, sizes and modification times."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if "__pycache__" in path.parts:
+            continue
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            found.append((str(path.relative_to(folder)), st.st_size, st.st_mtime_ns))
+    return tuple(found)
 
 
 def _not_enabled(plugin_id: str, needs_approval: bool) -> str:

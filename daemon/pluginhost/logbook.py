@@ -30,6 +30,7 @@ class PluginLog:
         self.entries: deque[dict[str, Any]] = deque(maxlen=MAX_ENTRIES)
         self._flush: asyncio.Task[None] | None = None
         self.persisted = True
+        self._discarded = False
 
     async def load(self) -> None:
         with contextlib.suppress(HearthError):
@@ -56,6 +57,8 @@ class PluginLog:
         await self.flush()
 
     async def flush(self) -> None:
+        if self._discarded:
+            return
         entries = list(self.entries)
         try:
             await asyncio.to_thread(self._write, entries)
@@ -65,6 +68,12 @@ class PluginLog:
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         self.vault.require().plugin_put(self.plugin_id, LOG_KEY, entries)
+
+    def discard(self) -> None:
+        """The plugin is removed: write nothing more (its record is being deleted)."""
+        self._discarded = True
+        if self._flush is not None:
+            self._flush.cancel()
 
     def tail(self, limit: int) -> list[dict[str, Any]]:
         return list(self.entries)[-limit:]

@@ -12,7 +12,6 @@ CLI and the tray's Plugins menu (``plugins.run``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import logging
 from collections.abc import Callable
@@ -85,8 +84,8 @@ class Debounced(FileSystemEventHandler):
 class Triggers:
     """The file watches and schedules of one running plugin life."""
 
-    def __init__(self, observer: BaseObserver, home: Path, fire: Fire) -> None:
-        self.observer = observer
+    def __init__(self, home: Path, fire: Fire) -> None:
+        self.observer: BaseObserver | None = None  # its own: stopping it touches no other
         self.home = home
         self.fire = fire
         self.watches: list[tuple[ObservedWatch, Debounced]] = []
@@ -114,6 +113,8 @@ class Triggers:
         if not path.is_dir():
             raise OSError(f"{path} is not a folder (create it, then reload the plugin)")
         events = Debounced(loop, handler, spec["patterns"], spec["debounce"], self.fire)
+        if self.observer is None:
+            self.observer = new_observer()
         watch = self.observer.schedule(events, str(path), recursive=True)
         self.watches.append((watch, events))
 
@@ -132,11 +133,12 @@ class Triggers:
             self.fire(handler, None)
 
     def stop(self) -> None:
-        for watch, events in self.watches:
+        for _, events in self.watches:
             events.cancel()
-            with contextlib.suppress(KeyError, RuntimeError):
-                self.observer.unschedule(watch)
         self.watches.clear()
+        if self.observer is not None:
+            self.observer.stop()  # its thread ends on its own; nothing waits for it
+            self.observer = None
         for task in self.tasks:
             task.cancel()
         self.tasks.clear()
