@@ -1,0 +1,87 @@
+"""Where a sandbox layer is missing the plugin is refused, or runs degraded and says
+which layer: never silently unsandboxed. (HEARTH_PLUGIN_SANDBOX_DISABLE, honoured only
+with HEARTH_TEST_HOOKS=1, makes the daemon act as on a kernel without that layer.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from .support import TEST_PLUGINS, plugin_daemon
+
+
+def test_without_landlock_a_plugin_is_refused_and_says_why() -> None:
+    with plugin_daemon(HEARTH_PLUGIN_SANDBOX_DISABLE="landlock") as d:
+        d.install(TEST_PLUGINS / "escape", enable=False)
+        out = d.hearth("plugins", "enable", "escape", "--yes")
+        assert "not_available" not in out.stdout
+        info = d.info("escape")
+        assert info["state"] == "refused"
+        assert (
+            "the plugin sandbox is incomplete on this system (missing: files)" in (info["problem"])
+        )
+        run = d.hearth("plugins", "run", "escape", "ping")
+        assert run.returncode == 2 and "missing: files" in run.stderr
+        assert "refused" in d.hearth("plugins", "list").stdout
+
+
+def test_without_a_network_namespace_landlock_still_blocks_tcp() -> None:
+    with plugin_daemon(HEARTH_PLUGIN_SANDBOX_DISABLE="netns") as d:
+        d.install(TEST_PLUGINS / "escape")
+        info = d.info("escape")
+        assert info["sandbox"]["layers"]["network"] == "Landlock TCP"
+        out = d.hearth("plugins", "run", "escape", "connect", "127.0.0.1", "9")
+        assert out.returncode == 1 and "PermissionError" in out.stderr
+
+
+def test_without_a_process_limit_mechanism_the_plugin_runs_degraded_and_says_so() -> None:
+    with plugin_daemon(HEARTH_PLUGIN_SANDBOX_DISABLE="cgroup") as d:
+        d.install(TEST_PLUGINS / "escape")
+        info = d.info("escape")
+        assert info["state"] == "running"
+        assert info["sandbox"]["missing"] == ["processes"] and info["sandbox"]["degraded"]
+        assert "running (degraded: no processes)" in d.hearth("plugins", "list").stdout
+        assert "sandbox: processes: MISSING" in d.hearth("plugins", "info", "escape").stdout
+        assert "(degraded: no processes)" in d.log_text("escape")
+        assert d.hearth("plugins", "run", "escape", "ping").stdout.strip() == "pong"
+
+
+def test_the_landlock_module_confines_a_process_on_its_own(tmp_path: Path) -> None:
+    """daemon.sandbox.landlock, reusable outside the plugin host: files and TCP."""
+    (tmp_path / "allowed").mkdir()
+    (tmp_path / "secret").write_text("no")
+    script = textwrap.dedent(f"""
+        import json, socket, sys
+        from daemon.sandbox import landlock
+        landlock.no_new_privs()
+        report = landlock.Ruleset().allow(sys.path[1:] + ["/usr", "/lib", "/lib64"],
+            landlock.READ_EXEC).allow([{str(tmp_path / "allowed")!r}],
+            landlock.READ | landlock.WRITE).restrict_self()
+        out = {{"report": report}}
+        open({str(tmp_path / "allowed" / "ok")!r}, "w").write("ok")
+        for name, action in [
+            ("read", lambda: open({str(tmp_path / "secret")!r}).read()),
+            ("write", lambda: open({str(tmp_path / "new")!r}, "w")),
+            ("tcp", lambda: socket.create_connection(("127.0.0.1", 9), timeout=2)),
+        ]:
+            try:
+                action()
+                out[name] = "allowed"
+            except PermissionError:
+                out[name] = "denied"
+            except OSError as exc:
+                out[name] = type(exc).__name__
+        print(json.dumps(out))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["report"]["files"] and out["report"]["tcp"]
+    assert (out["read"], out["write"], out["tcp"]) == ("denied", "denied", "denied")
+    assert (tmp_path / "allowed" / "ok").read_text() == "ok"
+    assert not (tmp_path / "new").exists()
