@@ -10,6 +10,9 @@ Layers (Linux), each reported by name so nothing runs silently unsandboxed:
 - ``network``: a network namespace of its own (nothing but a downed loopback) and, with
   Landlock ABI 4+, no TCP bind/connect at all. **Required** (either one).
 - ``no_new_privs``: no setuid binary can give rights back. Required with Landlock.
+- ``sockets``: seccomp: no new Unix-domain sockets and no io_uring, so the daemon's own
+  socket, the D-Bus session (the keychain) and the X server stay out of reach — Landlock
+  does not cover connect() on a socket path. **Required.**
 - ``processes``: a pids cgroup with ``pids.max`` (the daemon puts the process in it), or
   RLIMIT_NPROC inside a user namespace of its own, where it counts only the plugin's
   processes. Root is exempt from RLIMIT_NPROC, so a root daemon needs the cgroup.
@@ -31,11 +34,11 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from daemon.sandbox import landlock
+from daemon.sandbox import landlock, seccomp
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-REQUIRED = ("files", "network")
+REQUIRED = ("files", "network", "sockets")
 
 # Files a Python process needs from /etc and /dev; the rest of /etc (shadow…) stays shut.
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/timezone", "/dev/urandom")
@@ -148,6 +151,11 @@ def apply(spec: dict[str, Any]) -> dict[str, Any]:
         missing.append("processes")  # root ignores RLIMIT_NPROC; outside a userns it counts all
     landlock.no_new_privs()
     layers["no_new_privs"] = True
+    if "seccomp" in disabled or not seccomp.supported():
+        missing.append("sockets")
+    else:
+        seccomp.deny_unix_sockets()
+        layers["sockets"] = "seccomp: no Unix sockets, no io_uring"
     abi = 0 if "landlock" in disabled else landlock.abi_version()
     if abi:
         ruleset = landlock.Ruleset()

@@ -192,7 +192,14 @@ def test_a_fork_bomb_leaves_no_process_behind(daemon: PluginDaemon) -> None:
 def test_the_escape_plugin_sandbox_is_fully_in_place(daemon: PluginDaemon) -> None:
     sandbox = daemon.info("escape")["sandbox"]
     assert sandbox["missing"] == []
-    assert set(sandbox["layers"]) == {"files", "network", "no_new_privs", "processes", "scope"}
+    assert set(sandbox["layers"]) == {
+        "files",
+        "network",
+        "no_new_privs",
+        "processes",
+        "scope",
+        "sockets",
+    }
     assert sandbox["layers"]["network"] == "network namespace + Landlock TCP"
 
 
@@ -211,3 +218,14 @@ def test_a_copy_with_network_permission_still_cannot_open_sockets(
     assert out.returncode == EXIT_FAILED
     with pytest.raises(TimeoutError):
         server.accept()
+
+
+def test_connecting_to_the_daemons_socket_or_any_unix_socket_gets_permission_error(
+    daemon: PluginDaemon, tmp_path: Path
+) -> None:
+    """Landlock does not cover connect() by path: the seccomp layer does."""
+    code, out, err = run(daemon, "unix", str(daemon.paths.socket))
+    assert code == EXIT_FAILED, out
+    assert "PermissionError: [Errno 1] Operation not permitted" in err
+    before = daemon.call("plugins.info", {"id": "escape"})["enabled"]
+    assert before  # nothing was changed through the main socket

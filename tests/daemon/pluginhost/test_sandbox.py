@@ -10,21 +10,26 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from .support import TEST_PLUGINS, plugin_daemon
 
 
-def test_without_landlock_a_plugin_is_refused_and_says_why() -> None:
-    with plugin_daemon(HEARTH_PLUGIN_SANDBOX_DISABLE="landlock") as d:
+@pytest.mark.parametrize(("layer", "missing"), [("landlock", "files"), ("seccomp", "sockets")])
+def test_without_a_required_layer_a_plugin_is_refused_and_says_why(
+    layer: str, missing: str
+) -> None:
+    with plugin_daemon(HEARTH_PLUGIN_SANDBOX_DISABLE=layer) as d:
         d.install(TEST_PLUGINS / "escape", enable=False)
-        out = d.hearth("plugins", "enable", "escape", "--yes")
-        assert "not_available" not in out.stdout
+        d.hearth("plugins", "enable", "escape", "--yes")
         info = d.info("escape")
         assert info["state"] == "refused"
         assert (
-            "the plugin sandbox is incomplete on this system (missing: files)" in (info["problem"])
+            f"the plugin sandbox is incomplete on this system (missing: {missing})"
+            in (info["problem"])
         )
         run = d.hearth("plugins", "run", "escape", "ping")
-        assert run.returncode == 2 and "missing: files" in run.stderr
+        assert run.returncode == 2 and f"missing: {missing}" in run.stderr
         assert "refused" in d.hearth("plugins", "list").stdout
 
 

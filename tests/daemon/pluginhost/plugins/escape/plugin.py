@@ -62,3 +62,12 @@ def forkbomb(ctx: Context) -> None:
 def loop(ctx: Context) -> None:
     while True:
         pass
+
+
+@plugin.command("unix")
+def unix(ctx: Context, path: str) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"status","params":{}}\n')
+        return sock.recv(200).decode(errors="replace")
