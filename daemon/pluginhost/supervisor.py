@@ -323,6 +323,12 @@ class PluginProcess:
             self.life = None
         if life.ending is not None or self._closed:
             return
+        if code == -signal.SIGXCPU:  # its CPU time is up: a limit, not a crash
+            self.problem = self._limit_message("cpu")
+            self.log.add("host", self.problem, "error")
+            self.state = "restarting"
+            self._restart_now()
+            return
         lived = time.monotonic() - life.started
         self._crash_streak = 0 if lived >= STABLE_AFTER else self._crash_streak + 1
         delay = min(BACKOFF_MAX, 2.0 ** (self._crash_streak - 1)) if self._crash_streak else 0.0
@@ -351,12 +357,7 @@ class PluginProcess:
         if life.ending:
             return PluginLimit(life.ending, plugin=self.id)
         if code == -signal.SIGXCPU:
-            return PluginLimit(
-                f"{self.id} used up its CPU time ({self.manifest.limits.cpu_seconds} s) and "
-                "was stopped",
-                plugin=self.id,
-                limit="cpu",
-            )
+            return PluginLimit(self._limit_message("cpu"), plugin=self.id, limit="cpu")
         return PluginFailed(f"the {self.id} plugin process died ({how})", plugin=self.id)
 
     async def _end(self, life: Life, why: str) -> None:
@@ -394,24 +395,26 @@ class PluginProcess:
                 raise PluginLimit(why, plugin=self.id, limit="timeout") from None
             except PluginLimit as exc:
                 limit = str(exc.data.get("limit"))
-                why = self._limit_message(limit, exc.message)
+                # From the daemon's side (SIGXCPU) it is worded already; from the child, not.
+                why = exc.message if "plugin" in exc.data else self._limit_message(limit)
                 await self._limit(life, why, limit)
                 raise PluginLimit(why, plugin=self.id, limit=limit) from None
             except HearthError as exc:
                 if life.cgroup and life.cgroup.hits() > hits:  # a fork was refused meanwhile
-                    why = self._limit_message("processes", exc.message)
+                    why = self._limit_message("processes")
                     await self._limit(life, why, "processes")
                     raise PluginLimit(why, plugin=self.id, limit="processes") from exc
                 self.counters.failures += 1
                 raise
 
-    def _limit_message(self, limit: str, detail: str) -> str:
+    def _limit_message(self, limit: str) -> str:
         limits = self.manifest.limits
         what = {
             "memory": f"its memory limit ({limits.memory_mb} MiB)",
             "processes": f"its process limit ({limits.processes} processes and threads)",
+            "cpu": f"its CPU time limit ({limits.cpu_seconds} s)",
         }.get(limit, f"its {limit} limit")
-        return f"{self.id} hit {what} and was stopped; it restarts for its next call ({detail})"
+        return f"{self.id} hit {what} and was stopped; it restarts for its next call"
 
     async def _limit(self, life: Life, why: str, limit: Any) -> None:
         """A limit was hit: log it, and end this life so nothing it left keeps running."""

@@ -5,6 +5,7 @@ while the daemon and other plugins keep working."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -229,3 +230,44 @@ def test_connecting_to_the_daemons_socket_or_any_unix_socket_gets_permission_err
     assert "PermissionError: [Errno 1] Operation not permitted" in err
     before = daemon.call("plugins.info", {"id": "escape"})["enabled"]
     assert before  # nothing was changed through the main socket
+
+
+def test_a_crash_restarts_the_plugin_with_backoff(daemon: PluginDaemon) -> None:
+    before = daemon.info("escape")
+    code, _, err = run(daemon, "crash")
+    assert code == EXIT_FAILED
+    assert "the escape plugin process died (signal SIGSEGV)" in err
+    info = daemon.info("escape")
+    assert info["crashes"] == before["crashes"] + 1
+    assert info["problem"] == "crashed (signal SIGSEGV); restarting in 1 s"
+    wait_for(lambda: daemon.info("escape")["state"] == "running", 30, "the restart")
+    assert run(daemon, "crash")[0] == EXIT_FAILED  # again at once: the delay doubles
+    assert daemon.info("escape")["problem"] == "crashed (signal SIGSEGV); restarting in 2 s"
+    wait_for(lambda: daemon.info("escape")["state"] == "running", 30, "the second restart")
+    assert "crashed (signal SIGSEGV); restarting in 2 s" in daemon.log_text("escape")
+    assert run(daemon, "ping")[:2] == (0, "pong")
+
+
+def test_plugins_run_at_idle_cpu_priority(daemon: PluginDaemon) -> None:
+    pid = daemon.info("escape")["pid"]
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+
+
+def test_using_up_its_cpu_time_stops_it(daemon: PluginDaemon, tmp_path: Path) -> None:
+    folder = copy_plugin(
+        TEST_PLUGINS / "escape",
+        tmp_path / "cpu",
+        {'id = "escape"': 'id = "escape-cpu"', "timeout = 10": "timeout = 120\ncpu_seconds = 2"},
+    )
+    daemon.install(folder)
+    code, _, err = daemon_run(daemon, "escape-cpu", "loop")
+    assert code == EXIT_LIMIT
+    assert "escape-cpu hit its CPU time limit (2 s) and was stopped" in err
+    info = daemon.info("escape-cpu")
+    assert info["crashes"] == 0 and info["limit_hits"] == 1
+    assert daemon_run(daemon, "escape-cpu", "ping")[:2] == (0, "pong")
+
+
+def daemon_run(d: PluginDaemon, plugin: str, *args: str) -> tuple[int, str, str]:
+    out = d.hearth("plugins", "run", plugin, *args)
+    return out.returncode, out.stdout.strip(), out.stderr.strip()

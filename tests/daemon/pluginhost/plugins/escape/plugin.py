@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 
 from plugins.sdk import Context, Plugin
@@ -71,3 +72,8 @@ def unix(ctx: Context, path: str) -> str:
         sock.connect(path)
         sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"status","params":{}}\n')
         return sock.recv(200).decode(errors="replace")
+
+
+@plugin.command("crash")
+def crash(ctx: Context) -> None:
+    os.kill(os.getpid(), signal.SIGSEGV)
