@@ -12,10 +12,12 @@ need before the sandbox is up.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import importlib.util
 import json
 import os
+import signal
 import socket
 import sys
 import traceback
@@ -27,6 +29,7 @@ from plugins.sdk.context import Context, FileEvent
 from plugins.sdk.errors import HearthError, from_kind
 from plugins.sdk.plugin import Plugin
 
+PR_SET_PDEATHSIG = 1
 EXIT_REFUSED = 78  # EX_CONFIG: the sandbox could not be built; the plugin never ran
 MAIN_PID = os.getpid()
 
@@ -204,6 +207,10 @@ def serve(channel: Channel) -> None:
 
 
 def main() -> None:
+    # If the daemon dies, so does the plugin, even one stuck in a loop that never reads.
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:
+        os._exit(0)  # the daemon died before the line above
     fd = int(sys.argv[1])
     serve(Channel(socket.socket(fileno=fd)))
 

@@ -49,6 +49,7 @@ def _base() -> Path | None:
         if fstype == "cgroup" and "pids" in options:
             own = _own_cgroup("pids")
             if own is not None:
+                _sweep(Path(mountpoint) / own.lstrip("/"))
                 base = Path(mountpoint) / own.lstrip("/") / f"hearth-{os.getpid()}"
                 with contextlib.suppress(OSError):
                     base.mkdir(exist_ok=True)
@@ -68,6 +69,20 @@ def _base() -> Path | None:
                 (base / "cgroup.subtree_control").write_text("+pids")
                 return base
     return None
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the empty groups of daemons that died without cleaning up (kill -9)."""
+    with contextlib.suppress(OSError):
+        for group in parent.glob("hearth-*"):
+            pid = group.name.removeprefix("hearth-")
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                for child in group.iterdir():
+                    if child.is_dir():
+                        with contextlib.suppress(OSError):
+                            child.rmdir()
+                with contextlib.suppress(OSError):
+                    group.rmdir()
 
 
 class PidsCgroup:

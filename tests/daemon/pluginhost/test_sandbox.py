@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import TEST_PLUGINS, plugin_daemon
+from .support import TEST_PLUGINS, plugin_daemon, wait_for
 
 
 @pytest.mark.parametrize(("layer", "missing"), [("landlock", "files"), ("seccomp", "sockets")])
@@ -90,3 +90,28 @@ def test_the_landlock_module_confines_a_process_on_its_own(tmp_path: Path) -> No
     assert (out["read"], out["write"], out["tcp"]) == ("denied", "denied", "denied")
     assert (tmp_path / "allowed" / "ok").read_text() == "ok"
     assert not (tmp_path / "new").exists()
+
+
+def test_plugins_die_with_the_daemon_even_when_busy() -> None:
+    with plugin_daemon() as d:
+        d.install(TEST_PLUGINS / "escape")
+        pid = d.info("escape")["pid"]
+        busy = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "plugins", "run", "escape", "loop"],
+            env=d.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: _cpu_ticks(pid) > 0, 30, "the loop to run")
+            d.proc.kill()  # kill -9: no shutdown, no goodbye to the plugins
+            d.proc.wait(10)
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "the plugin to die")
+        finally:
+            busy.kill()
+            busy.wait()
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
