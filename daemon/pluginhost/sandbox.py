@@ -20,8 +20,11 @@ Layers (Linux), each reported by name so nothing runs silently unsandboxed:
 - ``scope``: Landlock ABI 6+: no signals to processes outside. Missing: degraded.
 - rlimits: address space (memory), CPU seconds, open files, no core dumps.
 
-macOS (``sandbox-exec``) and Windows (job object, restricted token) are described in
-docs/plugins.md; on those platforms a plugin is refused until they are built.
+macOS: the daemon starts the child under ``sandbox-exec`` with :func:`macos_profile`
+(deny by default; read the code and the grants, write the data dir and the write
+grants; no network, no fork). Written from Apple's profile language but not yet run on
+a Mac: it needs a macOS test run before it is trusted. Windows (job object, restricted
+token) is described in docs/plugins.md; there a plugin is refused.
 """
 
 from __future__ import annotations
@@ -89,6 +92,31 @@ def plan(
     }
 
 
+SANDBOX_EXEC_ENV = "HEARTH_SANDBOX_EXEC"  # set by the daemon when it wrapped the child
+
+
+def _sbpl(path: str) -> str:
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def macos_profile(spec: dict[str, Any], executable: str) -> str:
+    """The sandbox-exec profile for a plan: what the Landlock rules say, in Apple's terms."""
+    read = " ".join(f"(subpath {_sbpl(p)})" for p in [*spec["read_exec"], *spec["read"]])
+    write = " ".join(f"(subpath {_sbpl(p)})" for p in spec["write"])
+    return "\n".join(
+        [
+            "(version 1)",
+            "(deny default)",
+            f"(allow process-exec (literal {_sbpl(executable)}))",
+            "(allow file-read-metadata)",
+            f"(allow file-read* {read} {write})",
+            f"(allow file-write* {write})",
+            "(allow sysctl-read)",
+            "(allow signal (target self))",
+        ]
+    )  # no network*, no process-fork: denied by default
+
+
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -132,13 +160,15 @@ def apply(spec: dict[str, Any]) -> dict[str, Any]:
     limits = spec["limits"]
     layers: dict[str, Any] = {}
     missing: list[str] = []
+    if sys.platform == "darwin" and os.environ.get(SANDBOX_EXEC_ENV) == "1":
+        _rlimits(limits)
+        _lower_priority()
+        profile = "sandbox-exec profile"
+        layers = {"files": profile, "network": profile, "sockets": profile, "processes": profile}
+        return {"layers": layers, "missing": ["scope"], "degraded": True, "refused": []}
     if not sys.platform.startswith("linux"):
-        return {
-            "layers": {},
-            "missing": ["files", "network", "processes"],
-            "degraded": True,
-            "platform": sys.platform,
-        }
+        missing = ["files", "network", "sockets", "processes"]
+        return {"layers": {}, "missing": missing, "degraded": True, "refused": missing[:3]}
     _rlimits(limits)
     root = os.geteuid() == 0
     netns = None if "netns" in disabled else _unshare_network(root)

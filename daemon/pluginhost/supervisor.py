@@ -152,12 +152,23 @@ class PluginProcess:
         }
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        spec = sandbox.plan(
+            folder=self.manifest.folder,
+            data_dir=self.data_dir,
+            read=[expand(p, self.home) for p in self.granted.files_read],
+            write=[expand(p, self.home) for p in self.granted.files_write],
+            limits=limits,
+            cgroup=cgroup is not None,
+            disable=self.disable,
+        )
+        argv = [sys.executable, "-m", "daemon.pluginhost.child", str(theirs.fileno())]
+        if sys.platform == "darwin":
+            profile = sandbox.macos_profile(spec, sys.executable)
+            argv = ["/usr/bin/sandbox-exec", "-p", profile, *argv]
+            env[sandbox.SANDBOX_EXEC_ENV] = "1"
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "daemon.pluginhost.child",
-                str(theirs.fileno()),
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
@@ -182,15 +193,6 @@ class PluginProcess:
         assert proc.stderr is not None
         self._watch(life, self._stderr(proc.stderr))
         self._watch(life, self._reap(life))
-        spec = sandbox.plan(
-            folder=self.manifest.folder,
-            data_dir=self.data_dir,
-            read=[expand(p, self.home) for p in self.granted.files_read],
-            write=[expand(p, self.home) for p in self.granted.files_write],
-            limits=limits,
-            cgroup=cgroup is not None,
-            disable=self.disable,
-        )
         setup = {
             "id": self.id,
             "entry": str(self.manifest.entry_path),

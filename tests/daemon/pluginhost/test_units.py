@@ -11,6 +11,7 @@ import pytest
 from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileOpenedEvent
 
 from daemon.errors import InvalidParams
+from daemon.pluginhost import sandbox
 from daemon.pluginhost.cron import Cron
 from daemon.pluginhost.manifest import Permissions, expand, parse_manifest
 from daemon.pluginhost.triggers import Debounced
@@ -146,3 +147,23 @@ def test_the_sdk_records_commands_and_triggers() -> None:
         plugin.command("go")(go)
     with pytest.raises(ValueError, match="interval"):
         parse_interval("soon")
+
+
+def test_the_macos_profile_denies_by_default_and_allows_only_the_plan() -> None:
+    spec = sandbox.plan(
+        folder=Path("/p/x"),
+        data_dir=Path("/d/x"),
+        read=[Path('/h/"odd"')],
+        write=[Path("/h/out")],
+        limits={},
+        cgroup=False,
+        disable=[],
+    )
+    profile = sandbox.macos_profile(spec, "/usr/bin/python3")
+    lines = profile.splitlines()
+    assert lines[:2] == ["(version 1)", "(deny default)"]
+    assert '(allow process-exec (literal "/usr/bin/python3"))' in lines
+    assert '(subpath "/h/\\"odd\\"")' in profile
+    write = next(line for line in lines if line.startswith("(allow file-write*"))
+    assert write == '(allow file-write* (subpath "/d/x") (subpath "/dev/null") (subpath "/h/out"))'
+    assert "network" not in profile and "process-fork" not in profile
