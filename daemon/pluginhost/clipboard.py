@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from daemon.errors import NotAvailable
 
@@ -82,3 +83,10 @@ def write(text: str) -> None:
             proc.wait(TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NotAvailable(f"the clipboard did not take the text ({type(exc).__name__})") from None
+    # The tool takes the selection a moment after it reads the text: return once it has,
+    # so whoever pastes next (or reads it back) gets the new text.
+    deadline = time.monotonic() + TIMEOUT
+    while read() != text:
+        if time.monotonic() > deadline:
+            raise NotAvailable("the clipboard did not take the text in time")
+        time.sleep(0.02)

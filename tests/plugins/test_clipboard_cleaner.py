@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,20 +28,21 @@ def test_clean_text_strips_trackers_and_fixes_whitespace() -> None:
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
+    """A private X server; -displayfd lets it pick a free display itself (others run
+    Xvfb on this machine too, and a shared display would mean a shared clipboard)."""
     if shutil.which("Xvfb") is None or shutil.which("xclip") is None:
         pytest.fail("Xvfb and xclip are needed: run `bash tests/system-deps.sh`")
-    for number in range(90, 140):
-        if not Path(f"/tmp/.X11-unix/X{number}").exists():
-            break
+    read, write = os.pipe()
     server = subprocess.Popen(
-        ["Xvfb", f":{number}", "-nolisten", "tcp", "-screen", "0", "640x480x24"],
+        ["Xvfb", "-displayfd", str(write), "-nolisten", "tcp", "-screen", "0", "640x480x24"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        pass_fds=(write,),
     )
-    deadline = time.monotonic() + 20
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        assert time.monotonic() < deadline and server.poll() is None, "Xvfb did not start"
-        time.sleep(0.05)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        number = pipe.readline().strip()
+    assert number.isdigit(), "Xvfb did not start"
     yield f":{number}"
     server.terminate()
     server.wait(10)
