@@ -122,8 +122,11 @@ class Ruleset:
         """Allow ``access`` beneath each path that exists (missing ones are skipped)."""
         for raw in paths:
             path = Path(raw)
-            if path.exists():
-                self.paths[path] = self.paths.get(path, 0) | access
+            try:
+                path.stat()
+            except OSError:  # missing, or not ours to see: nothing to grant
+                continue
+            self.paths[path] = self.paths.get(path, 0) | access
         return self
 
     def restrict_self(self) -> dict[str, object]:

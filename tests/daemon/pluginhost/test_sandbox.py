@@ -5,14 +5,16 @@ with HEARTH_TEST_HOOKS=1, makes the daemon act as on a kernel without that layer
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from .support import TEST_PLUGINS, plugin_daemon, wait_for
+from .support import REPO, TEST_PLUGINS, plugin_daemon, wait_for
 
 
 @pytest.mark.parametrize(("layer", "missing"), [("landlock", "files"), ("seccomp", "sockets")])
@@ -115,3 +117,68 @@ def test_plugins_die_with_the_daemon_even_when_busy() -> None:
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+FORK_COUNT = """
+import json, os, sys
+from pathlib import Path
+from daemon.pluginhost import sandbox
+limits = {"memory_mb": 512, "cpu_seconds": 60, "timeout": 10, "processes": 8, "open_files": 64}
+report = sandbox.apply(sandbox.plan(folder=Path(sys.argv[1]), data_dir=Path(sys.argv[1]),
+                       read=[], write=[], limits=limits, cgroup=False, disable=[]))
+forked = 0
+try:
+    while forked < 100:
+        if os.fork() == 0:
+            import time
+            time.sleep(5)
+            os._exit(0)
+        forked += 1
+except BlockingIOError:
+    pass
+print(json.dumps({"processes": report["layers"].get("processes"), "forked": forked}))
+"""
+
+
+def test_as_an_ordinary_user_the_process_limit_counts_only_the_plugins_processes() -> None:
+    """Without root (no cgroup), RLIMIT_NPROC inside the plugin's own user namespace
+    stops a fork bomb: 8 processes in all, whatever else the user runs."""
+    if shutil.which("setpriv") is None:
+        pytest.fail("setpriv (util-linux) is needed to run as another user")
+    root = Path(tempfile.mkdtemp(prefix="hn-", dir="/tmp"))
+    try:
+        for module in (
+            "daemon/__init__.py",
+            "daemon/sandbox/__init__.py",
+            "daemon/sandbox/landlock.py",
+            "daemon/sandbox/seccomp.py",
+            "daemon/pluginhost/__init__.py",
+            "daemon/pluginhost/sandbox.py",
+            "plugins/__init__.py",
+        ):
+            (root / module).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / module, root / module)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o644)
+        done = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                FORK_COUNT,
+                str(root),
+            ],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out == {"processes": "RLIMIT_NPROC in a user namespace (at most 8)", "forked": 7}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
