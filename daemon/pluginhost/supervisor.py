@@ -69,6 +69,7 @@ class Life:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     answers: set[asyncio.Task[Any]] = field(default_factory=set)  # ctx requests being served
     ending: str | None = None  # why the host ended it (then it is not a crash)
+    ready: bool = False  # set up: dying before that is a failed start, not a crash
 
     def send(self, obj: dict[str, Any]) -> None:
         if not self.writer.is_closing():
@@ -177,6 +178,11 @@ class PluginProcess:
                 cwd=self.data_dir,
                 start_new_session=True,
             )
+        except OSError as exc:
+            ours.close()
+            if cgroup is not None:
+                cgroup.remove()
+            raise PluginFailed(f"{self.id} could not be started: {exc}", plugin=self.id) from exc
         finally:
             theirs.close()
         if cgroup is not None:
@@ -185,6 +191,7 @@ class PluginProcess:
             except OSError:
                 cgroup.remove()
                 cgroup = None
+                spec["cgroup"] = False  # the child then says which process limit it has
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
         life = Life(proc, writer, cgroup)
         self.life = life
@@ -201,9 +208,13 @@ class PluginProcess:
         }
         try:
             ready = await asyncio.wait_for(self._request(life, "setup", setup), SETUP_TIMEOUT)
+        except TimeoutError:
+            await self._end(life, "setup timed out")
+            raise PluginFailed(f"{self.id} did not start within {SETUP_TIMEOUT:.0f} s") from None
         except BaseException:
             await self._end(life, "setup failed")
             raise
+        life.ready = True
         self.sandbox = ready["sandbox"]
         self.described = {"commands": ready["commands"], "triggers": ready["triggers"]}
         self._check_triggers()
@@ -323,7 +334,7 @@ class PluginProcess:
                 future.set_exception(self._death(life, code, how))
         if self.life is life:
             self.life = None
-        if life.ending is not None or self._closed:
+        if life.ending is not None or self._closed or not life.ready:
             return
         if code == -signal.SIGXCPU:  # its CPU time is up: a limit, not a crash
             self.problem = self._limit_message("cpu")
