@@ -60,10 +60,17 @@ class PluginHost:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Find the plugins and start the enabled ones (in the background)."""
-        await asyncio.to_thread(self.catalog.load)
-        loop = asyncio.get_running_loop()
-        self.observer.schedule(_Reloader(loop, self), str(self.catalog.user_dir), recursive=True)
+        """Find the plugins and start the enabled ones (in the background). A failure here
+        is logged: the daemon serves on without plugins rather than not at all."""
+        try:
+            await asyncio.to_thread(self.catalog.load)
+            loop = asyncio.get_running_loop()
+            self.observer.schedule(
+                _Reloader(loop, self), str(self.catalog.user_dir), recursive=True
+            )
+        except OSError as exc:
+            log.error("plugins are off: %s", exc)
+            return
         for plugin_id in list(self.catalog.entries):
             if self.catalog.approved(plugin_id) is not None:
                 self._spawn(self._launch(plugin_id))
