@@ -16,7 +16,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import plugins
 from daemon.egress.store import write_private
@@ -215,7 +214,3 @@ def _check_tree(source: Path) -> None:
             f"{source} holds {files} files, {size} bytes: a plugin may hold at most "
             f"{MAX_FILES} files and {MAX_BYTES >> 20} MiB"
         )
-
-
-def describe_grant(grant: Grant | None) -> dict[str, Any] | None:
-    return None if grant is None else grant.permissions.to_dict()
