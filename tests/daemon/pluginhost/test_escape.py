@@ -248,24 +248,28 @@ def test_a_crash_restarts_the_plugin_with_backoff(daemon: PluginDaemon) -> None:
     assert run(daemon, "ping")[:2] == (0, "pong")
 
 
-def test_plugins_run_at_idle_cpu_priority(daemon: PluginDaemon) -> None:
+def test_plugins_run_at_the_lowest_cpu_priority(daemon: PluginDaemon) -> None:
     pid = daemon.info("escape")["pid"]
-    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 19
+    assert os.getpriority(os.PRIO_PROCESS, daemon.proc.pid) == 0
 
 
-def test_using_up_its_cpu_time_stops_it(daemon: PluginDaemon, tmp_path: Path) -> None:
+def test_using_up_its_cpu_time_stops_it(tmp_path: Path) -> None:
+    """At normal priority (a test hook), so a busy machine delays it by a share, not
+    starves it; the limit counts CPU seconds, whatever the wall clock says."""
     folder = copy_plugin(
         TEST_PLUGINS / "escape",
         tmp_path / "cpu",
-        {'id = "escape"': 'id = "escape-cpu"', "timeout = 10": "timeout = 120\ncpu_seconds = 2"},
+        {'id = "escape"': 'id = "escape-cpu"', "timeout = 10": "timeout = 240\ncpu_seconds = 2"},
     )
-    daemon.install(folder)
-    code, _, err = daemon_run(daemon, "escape-cpu", "loop")
-    assert code == EXIT_LIMIT
-    assert "escape-cpu hit its CPU time limit (2 s) and was stopped" in err
-    info = daemon.info("escape-cpu")
-    assert info["crashes"] == 0 and info["limit_hits"] == 1
-    assert daemon_run(daemon, "escape-cpu", "ping")[:2] == (0, "pong")
+    with plugin_daemon(HEARTH_PLUGIN_SANDBOX_DISABLE="nice") as daemon:
+        daemon.install(folder)
+        code, _, err = daemon_run(daemon, "escape-cpu", "loop")
+        assert code == EXIT_LIMIT
+        assert "escape-cpu hit its CPU time limit (2 s) and was stopped" in err
+        info = daemon.info("escape-cpu")
+        assert info["crashes"] == 0 and info["limit_hits"] == 1
+        assert daemon_run(daemon, "escape-cpu", "ping")[:2] == (0, "pong")
 
 
 def daemon_run(d: PluginDaemon, plugin: str, *args: str) -> tuple[int, str, str]:
