@@ -124,33 +124,46 @@ def hello(daemon: PluginDaemon, tmp_path_factory: pytest.TempPathFactory) -> str
     return "hello"
 
 
+@pytest.fixture(scope="module")
+def roomy(daemon: PluginDaemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The escape plugin with time to fill its memory at nice 19 on a busy machine:
+    what must stop it here is the limit under test, not the timeout."""
+    folder = copy_plugin(
+        TEST_PLUGINS / "escape",
+        tmp_path_factory.mktemp("r") / "roomy",
+        {'id = "escape"': 'id = "roomy"', "timeout = 10": "timeout = 240"},
+    )
+    daemon.install(folder)
+    return "roomy"
+
+
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        ("hog", "escape hit its memory limit (256 MiB) and was stopped"),
-        ("forkbomb", "escape hit its process limit (16 processes and threads) and was stopped"),
+        ("hog", "roomy hit its memory limit (256 MiB) and was stopped"),
+        ("forkbomb", "roomy hit its process limit (16 processes and threads) and was stopped"),
     ],
 )
 def test_a_memory_hog_and_a_fork_bomb_are_stopped_while_everything_else_works(
-    daemon: PluginDaemon, hello: str, command: str, message: str
+    daemon: PluginDaemon, hello: str, roomy: str, command: str, message: str
 ) -> None:
-    before = daemon.info("escape")
+    before = daemon.info(roomy)
     others: list[str] = []
     side = threading.Thread(target=_other_plugin_and_daemon_work, args=(daemon, others))
     side.start()
-    code, _, err = run(daemon, command)
+    code, _, err = daemon_run(daemon, roomy, command)
     side.join()
     assert code == EXIT_LIMIT, err
     assert message in err
     assert others == ["hi there", str(daemon.call("status")["pid"])]
-    info = daemon.info("escape")
+    info = daemon.info(roomy)
     assert info["limit_hits"] == before["limit_hits"] + 1
     assert info["problem"].startswith(message)
-    assert message in daemon.log_text("escape")
+    assert message in daemon.log_text(roomy)
     listed = daemon.hearth("plugins", "list")
     assert "last problem: " + message in listed.stdout
     # Nothing of it is left running, and it serves its next call.
-    assert run(daemon, "ping")[:2] == (0, "pong")
+    assert daemon_run(daemon, roomy, "ping")[:2] == (0, "pong")
     assert daemon.hearth("plugins", "run", "hello", "hi", "again").stdout.strip() == "hi again"
 
 
@@ -167,8 +180,8 @@ def test_an_infinite_loop_is_killed_at_its_timeout(daemon: PluginDaemon) -> None
     assert next(p for p in listed if p["id"] == "escape")["timeouts"] >= 1
 
 
-def test_a_fork_bomb_leaves_no_process_behind(daemon: PluginDaemon) -> None:
-    code, _, _ = run(daemon, "forkbomb")
+def test_a_fork_bomb_leaves_no_process_behind(daemon: PluginDaemon, roomy: str) -> None:
+    code, _, _ = daemon_run(daemon, roomy, "forkbomb")
     assert code == EXIT_LIMIT
 
     def strays() -> list[int]:
