@@ -40,14 +40,13 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     if not manager.uninstall(_say):
         print("  nothing to remove: the service was not installed")
     paths = common.paths()
-    found = leftovers(paths)
     if not args.purge:
-        _show_kept(found)
+        _show_kept(leftovers(paths))
         return 0
     pid = stop_daemon(paths)  # a hand-started daemon holds the vault open
     if pid is not None:
         print(f"  stopped    the running daemon (pid {pid})")
-    return _purge(found, args.yes)
+    return _purge(leftovers(paths), args.yes)
 
 
 def _show_kept(found: Leftovers) -> None:
@@ -67,9 +66,10 @@ def _list(found: Leftovers) -> None:
     for label, path in found.dirs:
         print(f"  {path}  ({_human(size(path))}) — {label}")
     if found.keychain:
+        unchecked = "" if found.keychain_reachable else " (the keychain is out of reach: unchecked)"
         print(
             f'  {len(found.keychain)} keychain items (service "hearth"): '
-            "the vault's key and the audit log's keys"
+            f"the vault's key and the audit log's keys{unchecked}"
         )
     for where in found.unreadable:
         print(f"  could not read which keychain items {where} names")

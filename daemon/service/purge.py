@@ -16,6 +16,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keyring.backend import KeyringBackend
+
 from daemon.egress.service import API_KEY, LOG_KEY, SIGNING_KEY
 from daemon.paths import Paths
 from daemon.vault import vault_path
@@ -30,6 +32,7 @@ class Leftovers:
     dirs: list[tuple[str, Path]]  # (what it holds, where), existing ones only
     keychain: list[str] = field(default_factory=list)  # accounts under KEYCHAIN_SERVICE
     unreadable: list[str] = field(default_factory=list)  # where item names could not be read
+    keychain_reachable: bool = True  # False: ``keychain`` lists what may exist, unchecked
 
 
 def leftovers(paths: Paths) -> Leftovers:
@@ -49,7 +52,31 @@ def leftovers(paths: Paths) -> Leftovers:
     found = Leftovers(dirs)
     _vault_items(paths, found)
     _egress_items(paths, found)
+    backend = _keychain() if found.keychain else None
+    if backend is None:
+        found.keychain_reachable = not found.keychain
+    else:
+        found.keychain = [a for a in found.keychain if _exists(backend, a)]
     return found
+
+
+def _keychain() -> KeyringBackend | None:
+    import keyring
+
+    from daemon.errors import VaultLocked
+    from daemon.vault.keys import usable_backend
+
+    try:
+        return usable_backend(keyring.get_keyring())
+    except VaultLocked:
+        return None
+
+
+def _exists(backend: KeyringBackend, account: str) -> bool:
+    try:
+        return backend.get_password(KEYCHAIN_SERVICE, account) is not None
+    except Exception:  # a locked or broken keychain: count it, the delete will say
+        return True
 
 
 def _vault_items(paths: Paths, found: Leftovers) -> None:
@@ -100,15 +127,10 @@ def delete_keychain_items(accounts: list[str]) -> list[str]:
     """Delete the items; the accounts that could not be deleted (keychain unreachable)."""
     if not accounts:
         return []
-    import keyring
     from keyring.errors import PasswordDeleteError
 
-    from daemon.errors import VaultLocked
-    from daemon.vault.keys import usable_backend
-
-    try:
-        backend = usable_backend(keyring.get_keyring())
-    except VaultLocked:
+    backend = _keychain()
+    if backend is None:
         return accounts
     left = []
     for account in accounts:
