@@ -23,7 +23,6 @@ from daemon.paths import Paths
 from daemon.service.files import Say, ServiceError, home, packaging_dir, remove, write
 
 LABEL = "org.hearth.daemon"
-PINNED_ENV = ("HEARTH_HOME", "TMPDIR")
 
 
 class Launchd:
@@ -42,7 +41,10 @@ class Launchd:
         agent["ProgramArguments"] = [sys.executable, "-m", "daemon", "daemon"]
         agent["Sockets"]["Listeners"]["SockPathName"] = str(self.paths.socket)
         environment = {LAUNCHD_SOCKET_ENV: "Listeners"}
-        environment.update({k: self.env[k] for k in PINNED_ENV if self.env.get(k)})
+        if self.env.get("HEARTH_HOME"):
+            environment["HEARTH_HOME"] = self.env["HEARTH_HOME"]
+        else:  # the daemon's socket dir is $TMPDIR/hearth-UID: pin the TMPDIR that made it
+            environment["TMPDIR"] = str(self.paths.run.parent)
         agent["EnvironmentVariables"] = environment
         agent["StandardErrorPath"] = str(self.paths.logs / "daemon.err")
         return agent

@@ -165,7 +165,7 @@ def test_purge_yes_stops_the_daemon_and_deletes_data_and_keychain_items(
 
 
 def test_the_macos_agent_is_written_and_removed_without_launchctl(env: Env) -> None:
-    agent = Launchd({**env.vars, "PATH": str(env.root), "TMPDIR": "/var/folders/x/T/"})
+    agent = Launchd({**env.vars, "PATH": str(env.root)})
     lines: list[str] = []
     agent.install(lines.append, tray=False)
     plist = env.root / "Library" / "LaunchAgents" / "org.hearth.daemon.plist"
@@ -179,7 +179,6 @@ def test_the_macos_agent_is_written_and_removed_without_launchctl(env: Env) -> N
     assert loaded["EnvironmentVariables"] == {
         "HEARTH_LAUNCHD_SOCKET": "Listeners",
         "HEARTH_HOME": str(env.home),
-        "TMPDIR": "/var/folders/x/T/",
     }
     again: list[str] = []
     agent.install(again.append, tray=False)
