@@ -136,5 +136,5 @@ def run(paths: Paths, config: Config, verbose: bool = False) -> None:
     try:
         asyncio.run(serve(paths, config, listener))
     finally:
-        listener.sock.close()
+        listener.close(paths.socket)  # also when serve() failed before serving
         lock.close()
