@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def venv() -> Iterator[tuple[Path, dict[str, float]]]:
              cwd=tmp, env=env)  # fmt: skip
         wheel = next((tmp / "dist").glob("hearth_assistant-*.whl"))
         times["build"] = time.monotonic() - start
+        # Every file of the importable folders must ship (not just the .py ones).
+        files = sorted(
+            str(path.relative_to(tmp / "src"))
+            for folder in ("daemon", "gui", "plugins")
+            for path in (tmp / "src" / folder).rglob("*")
+            if path.is_file()
+        )
+        shipped = set(zipfile.ZipFile(wheel).namelist())
+        missing = [name for name in files if name not in shipped]
+        assert not missing, f"left out of the wheel: {missing}"
 
         start = time.monotonic()
         _run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")], cwd=tmp, env=env)
