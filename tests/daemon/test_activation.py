@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.activation import inherited_socket, sd_notify
 from daemon.client import Client
 from daemon.paths import Paths
 from tests.conftest import make_home
@@ -219,3 +220,36 @@ def test_two_inherited_sockets_are_refused(activate: Start) -> None:
     os.chmod(sock_path, 0o600)
     _trigger_stream(str(sock_path))
     _refused(run, "expected one inherited socket, got LISTEN_FDS=2")
+
+
+def test_sd_notify_reaches_an_abstract_socket_and_is_quiet_without_one() -> None:
+    name = f"hearth-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind("\0" + name)
+        listener.settimeout(10)
+        assert sd_notify("READY=1", {"NOTIFY_SOCKET": "@" + name})
+        assert listener.recv(100) == b"READY=1"
+    assert not sd_notify("READY=1", {})
+    assert not sd_notify("READY=1", {"NOTIFY_SOCKET": "relative/path"})
+
+
+def test_listen_variables_meant_for_another_process_are_ignored_and_cleared() -> None:
+    env = {"LISTEN_PID": str(os.getpid() + 1), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "x"}
+    assert inherited_socket(Path("/nonexistent/hearth.sock"), env) is None
+    assert env == {}  # the runners (our children) never see them
+
+
+def test_an_inherited_fd_that_is_not_a_socket_is_refused() -> None:
+    home = make_home()
+    try:
+        # The shell opens a plain file as fd 3, then becomes the daemon (same pid).
+        script = f'exec 3<>"{home}/not-a-socket"; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"'
+        done = subprocess.run(
+            ["sh", "-c", script, "sh", sys.executable, "-m", "daemon", "daemon"],
+            env={**os.environ, "HEARTH_HOME": str(home)}, cwd=home,
+            capture_output=True, text=True, timeout=DEADLINE,
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert "hearth: refusing the inherited fd 3: it is not a socket" in done.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
