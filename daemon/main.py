@@ -126,7 +126,6 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
             await app.plugins.close()
             await scheduler.close()
             await asyncio.to_thread(vault.close)
-            listener.close(paths.socket)
 
 
 def run(paths: Paths, config: Config, verbose: bool = False) -> None:
@@ -136,5 +135,5 @@ def run(paths: Paths, config: Config, verbose: bool = False) -> None:
     try:
         asyncio.run(serve(paths, config, listener))
     finally:
-        listener.close(paths.socket)  # also when serve() failed before serving
+        listener.close(paths.socket)  # unlinks the socket file only if we bound it
         lock.close()

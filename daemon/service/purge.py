@@ -43,13 +43,9 @@ def leftovers(paths: Paths) -> Leftovers:
         ("logs", paths.logs),
         ("runtime (socket, lock)", paths.run),
     ]
-    seen: list[Path] = []
-    dirs = []
-    for label, path in labels:
-        if path.is_dir() and not any(path.is_relative_to(p) for p in seen):
-            dirs.append((label, path))
-            seen.append(path)
-    found = Leftovers(dirs)
+    if paths.models.is_relative_to(paths.data):
+        labels[1] = (labels[1][0] + ", and the models below", paths.data)
+    found = Leftovers([(label, path) for label, path in labels if path.is_dir()])
     _vault_items(paths, found)
     _egress_items(paths, found)
     backend = _keychain() if found.keychain else None
