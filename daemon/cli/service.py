@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -17,9 +18,11 @@ def _say(line: str) -> None:
 
 
 def tray_available() -> bool:
-    """Whether this install has `hearth tray` (the Qt tray app is optional)."""
+    """Whether this install can run `hearth tray`: the command, and Qt (an optional extra)."""
     from daemon.cli import build_parser
 
+    if importlib.util.find_spec("PySide6") is None:
+        return False
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
             return "tray" in action.choices

@@ -82,6 +82,23 @@ def test_install_writes_and_enables_the_units_and_says_no_manager_runs(env: Env)
     assert env.installed() == expected
 
 
+def test_install_with_the_tray_adds_the_launcher_autostart_and_icon_and_uninstall_removes_them(
+    env: Env,
+) -> None:
+    done = env.hearth("service", "install", "--tray")
+    assert done.returncode == 0, done.stderr
+    launcher = (env.root / "share" / "applications" / "hearth.desktop").read_text()
+    autostart = (env.root / "config" / "autostart" / "hearth-tray.desktop").read_text()
+    assert f"Exec={sys.executable} -m daemon tray" in launcher and "Icon=hearth" in launcher
+    assert f"Exec={sys.executable} -m daemon tray" in autostart
+    assert (
+        (env.root / "share/icons/hicolor/scalable/apps/hearth.svg").read_text().startswith("<?xml")
+    )
+    assert len(env.installed()) == 6
+    assert env.hearth("service", "uninstall").returncode == 0
+    assert env.installed() == set()
+
+
 def test_install_twice_changes_nothing_the_second_time(env: Env) -> None:
     assert env.hearth("service", "install").returncode == 0
     before = {p: (env.root / p).read_bytes() for p in env.installed()}
