@@ -144,12 +144,12 @@ class Systemd:
         if shutil.which("systemctl") is None:
             return False, "systemctl not found"
         try:
-            state = self._systemctl("is-system-running").stdout.strip()
+            done = self._systemctl("show", "--property=SystemState", "--value")
         except subprocess.TimeoutExpired:
             return False, "systemctl --user did not answer"
-        if state in ("", "offline", "unknown"):
-            return False, f"systemctl --user is-system-running: {state or 'no answer'}"
-        return True, state
+        if done.returncode != 0:
+            return False, f"systemctl --user: {done.stderr.strip() or 'no answer'}"
+        return True, done.stdout.strip()
 
     def _systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
