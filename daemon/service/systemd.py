@@ -54,7 +54,8 @@ class Systemd:
         if not paths.models.is_relative_to(paths.data):
             writable.append(paths.models)
         writable_text = " ".join(quote(str(p)) for p in writable)
-        pinned = (f"{name}={self.env[name]}" for name in PINNED_ENV if self.env.get(name))
+        pinned = [f"TMPDIR={paths.run}" if custom else "TMPDIR=%t/hearth"]
+        pinned += [f"{name}={self.env[name]}" for name in PINNED_ENV if self.env.get(name)]
         return {
             "HEARTH": hearth_command(),
             # The daemon's own default when no HEARTH_HOME: under systemd, %t is

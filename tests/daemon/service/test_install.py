@@ -65,7 +65,7 @@ def test_install_writes_and_enables_the_units_and_says_no_manager_runs(env: Env)
     service_unit = (env.units / "hearth.service").read_text()
     assert f"ListenStream={env.home}/run/hearth.sock" in socket_unit
     assert f"ExecStart={sys.executable} -m daemon daemon" in service_unit
-    assert f"Environment=HEARTH_HOME={env.home}" in service_unit
+    assert f"Environment=TMPDIR={env.home}/run HEARTH_HOME={env.home}" in service_unit
     assert f"ReadWritePaths={env.home}/config {env.home}/data {env.home}/logs" in service_unit
     wants = env.units / "sockets.target.wants" / "hearth.socket"
     assert wants.is_symlink() and wants.resolve() == env.units / "hearth.socket"
