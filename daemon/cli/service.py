@@ -93,14 +93,16 @@ def _purge(found: Leftovers, yes: bool) -> int:
             print("Nothing deleted.")
             return 1
     left = delete_keychain_items(found.keychain)
-    delete_dirs(found)
+    stuck = delete_dirs(found)
     root = os.environ.get("HEARTH_HOME")
     if root and os.path.isdir(root) and not os.listdir(root):
         os.rmdir(root)
     print(
-        f"Deleted {len(found.dirs)} directories and "
+        f"Deleted {len(found.dirs) - len(stuck)} directories and "
         f"{len(found.keychain) - len(left)} keychain items."
     )
+    for path in stuck:
+        print(f"Could not delete all of {path}: remove what is left by hand.")
     if left:
         print(
             'These keychain items could not be reached and remain (service "hearth"); '
@@ -109,7 +111,7 @@ def _purge(found: Leftovers, yes: bool) -> int:
         for account in left:
             print(f"  {account}")
         return 1
-    return 0
+    return 1 if stuck else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

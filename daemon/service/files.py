@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -48,10 +47,6 @@ def quote(word: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_./%@:+=,-]+", word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def shell(args: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def write(path: Path, text: str, say: Say) -> bool:

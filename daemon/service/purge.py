@@ -139,6 +139,8 @@ def delete_keychain_items(accounts: list[str]) -> list[str]:
     return left
 
 
-def delete_dirs(found: Leftovers) -> None:
+def delete_dirs(found: Leftovers) -> list[Path]:
+    """Delete the directories; those still there afterwards (permissions, a busy mount)."""
     for _, path in found.dirs:
         shutil.rmtree(path, ignore_errors=True)
+    return [path for _, path in found.dirs if path.exists()]
