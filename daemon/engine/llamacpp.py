@@ -50,13 +50,16 @@ class LlamaCppBackend:
         vocab = self.llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         greedy = sampling.temperature <= 0
+        self.llm.last_n_tokens_size = (
+            sampling.repeat_last_n
+        )  # read when generate() builds its sampler
         stream = self.llm.generate(
             prompt,
             temp=0.0 if greedy else sampling.temperature,
             top_k=1 if greedy else 40,
             top_p=1.0 if greedy else sampling.top_p,
             min_p=0.0 if greedy else 0.05,
-            repeat_penalty=1.0,
+            repeat_penalty=sampling.repeat_penalty,
         )
         try:
             for tok in stream:

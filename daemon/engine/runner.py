@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import threading
@@ -28,9 +29,12 @@ from pathlib import Path
 from queue import Queue
 from typing import IO, Any
 
+from daemon.engine.answer import AnswerText
 from daemon.engine.backend import Backend, Sampling
+from daemon.engine.context import ContextWindow
+from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
-from daemon.engine.stops import StopScanner
+from daemon.errors import ContextTooLong
 
 DELTA_EVERY_S = 0.02  # at most ~50 deltas a second: smooth to read, cheap to carry
 
@@ -53,6 +57,7 @@ class Runner:
         self.out = out
         self.cancelled: set[int] = set()
         self.lock = threading.Lock()
+        self.window = ContextWindow()  # which turns fit; remembers its last cut
 
     def emit(self, event: dict[str, Any]) -> None:
         with self.lock:
@@ -62,29 +67,28 @@ class Runner:
     def generate(self, cmd: dict[str, Any]) -> None:
         rid = int(cmd["rid"])
         start = time.perf_counter()
-        prompt_text = render(
-            self.backend.chat_template(), cmd["messages"], self.backend.special_tokens()
-        )
-        prompt = self.backend.tokenize(prompt_text)
         n_ctx = self.backend.context_length()
-        if len(prompt) >= n_ctx:
-            self.emit(
-                {
-                    "event": "error",
-                    "rid": rid,
-                    "kind": "context_too_long",
-                    "message": f"the prompt is {len(prompt)} tokens; this model "
-                    f"takes at most {n_ctx - 1}. Shorten it or start a new conversation.",
-                }
+        max_tokens = self._max_tokens(cmd, n_ctx)
+        try:
+            fitted = self.window.fit(
+                cmd["messages"], self._tokens_of, n_ctx, reserve=min(max_tokens, n_ctx // 4)
             )
+        except ContextTooLong as exc:
+            self.emit({"event": "error", "rid": rid, "kind": exc.kind, "message": exc.message,
+                       "data": exc.data})  # fmt: skip
             return
-        max_tokens = min(int(cmd.get("max_tokens") or n_ctx), n_ctx - len(prompt))
+        prompt = fitted.tokens
+        max_tokens = min(max_tokens, n_ctx - len(prompt))
         sampling = Sampling(
             temperature=float(cmd.get("temperature", Sampling.temperature)),
             top_p=float(cmd.get("top_p", Sampling.top_p)),
             seed=cmd.get("seed"),
+            repeat_penalty=float(cmd.get("repeat_penalty", Sampling.repeat_penalty)),
+            repeat_last_n=int(cmd.get("repeat_last_n", Sampling.repeat_last_n)),
         )
-        scanner = StopScanner(cmd.get("stop") or [])
+        answer = AnswerText(
+            cmd.get("stop") or [], LoopGuard() if cmd.get("loop_guard", True) else None
+        )
         finish, count, first = "stop", 0, None
         pending, sent = "", 0.0  # text not yet sent, and when the last delta went
         for token in self.backend.generate(prompt, sampling):
@@ -92,14 +96,14 @@ class Runner:
             if first is None:
                 first = now
             count += 1
-            text, hit = scanner.feed(token.text)
-            pending += text
+            pending += answer.feed(token)
             # Fast engines make a token every few ms: one delta per DELTA_EVERY_S carries
             # them all, sparing the cores they share a line's work per token.
-            if pending and (now - sent >= DELTA_EVERY_S or hit):
+            if pending and (now - sent >= DELTA_EVERY_S or answer.finish):
                 self.emit({"event": "delta", "rid": rid, "text": pending, "tokens": count})
                 pending, sent = "", now
-            if hit:
+            if answer.finish:
+                finish = answer.finish
                 break
             if rid in self.cancelled:
                 finish = "cancelled"
@@ -107,31 +111,42 @@ class Runner:
             if count >= max_tokens:
                 finish = "length"
                 break
-        tail = pending + (scanner.flush() if finish != "stop" or not scanner.hit else "")
+        tail = pending + answer.flush()
         if tail:
             self.emit({"event": "delta", "rid": rid, "text": tail, "tokens": count})
         end = time.perf_counter()
         first = first or end
         self.cancelled.discard(rid)
-        self.emit(
-            {
-                "event": "done",
-                "rid": rid,
-                "result": {
-                    "text": scanner.text,
-                    "finish_reason": finish,
-                    "tokens": {"prompt": len(prompt), "completion": count},
-                    "timings": {
-                        "ttft_ms": round((first - start) * 1000, 2),
-                        "tokens_per_s": round((count - 1) / (end - first), 2)
-                        if count > 1 and end > first
-                        else 0.0,
-                        "total_ms": round((end - start) * 1000, 2),
-                    },
-                    "cached_tokens": int(getattr(self.backend, "last_reused_tokens", 0)),
-                },
-            }
-        )
+        result: dict[str, Any] = {
+            "text": answer.text,
+            "finish_reason": finish,
+            "tokens": {"prompt": len(prompt), "completion": count},
+            "timings": {
+                "ttft_ms": round((first - start) * 1000, 2),
+                "tokens_per_s": round((count - 1) / (end - first), 2)
+                if count > 1 and end > first
+                else 0.0,
+                "total_ms": round((end - start) * 1000, 2),
+            },
+            "cached_tokens": int(getattr(self.backend, "last_reused_tokens", 0)),
+            "context": fitted.report(n_ctx),
+        }
+        if answer.loop is not None:
+            result["repetition"] = {"period": answer.loop.period, "cut": answer.loop.repeated}
+        self.emit({"event": "done", "rid": rid, "result": result})
+
+    def _tokens_of(self, messages: list[dict[str, str]]) -> list[int]:
+        text = render(self.backend.chat_template(), messages, self.backend.special_tokens())
+        return self.backend.tokenize(text)
+
+    def _max_tokens(self, cmd: dict[str, Any], n_ctx: int) -> int:
+        """The request's max_tokens, or the bound that follows a rewrite's input."""
+        limit = int(cmd.get("max_tokens") or n_ctx)
+        bound = cmd.get("bound")
+        if bound:  # {"text", "ratio", "extra"}: a rewrite no longer than its input warrants
+            size = len(self.backend.tokenize(bound["text"]))
+            limit = min(limit, math.ceil(float(bound["ratio"]) * size) + int(bound["extra"]))
+        return max(1, limit)
 
 
 def _read_commands(runner: Runner, jobs: Queue[dict[str, Any] | None]) -> None:
