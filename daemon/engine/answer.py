@@ -24,7 +24,7 @@ class AnswerText:
         self.scanner = StopScanner(stops)
         self.guard = guard
         self.held: deque[str] = deque()  # released by the scanner, one entry per token
-        self.text = ""  # everything released so far: the answer
+        self._parts: list[str] = []  # everything released so far: the answer
         self.finish: str | None = None  # "stop" (a stop string) or "repetition", once ended
         self.loop: Loop | None = None
 
@@ -57,12 +57,18 @@ class AnswerText:
         held = list(self.held)
         keep = "".join(held[: len(held) - loop.repeated])
         second = "".join(held[len(held) - loop.repeated :][: loop.period])
-        return self._release(keep + _clean_end(self.text + keep, second), clear=True)
+        return self._release(keep + _clean_end(self.text[-200:] + keep, second), clear=True)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
 
     def _release(self, text: str, clear: bool = False) -> str:
+        """Add to the answer (a list: appending to a long string copies it each time)."""
         if clear:
             self.held.clear()
-        self.text += text
+        if text:
+            self._parts.append(text)
         return text
 
 

@@ -7,7 +7,7 @@ the replies after it, so the prompt always starts like a real conversation.
 
 Trimming by the minimum each time would change the prompt's start at every turn, and
 with it the KV cache's shared prefix: every turn would recompute the whole history.
-So a trim drops ``slack`` tokens more than needed, and the window remembers where it
+So a trim drops a quarter of the window more than needed, and the window remembers where it
 cut: the next turns keep that same first message and reuse the cache until the
 context fills again. Only a last message that cannot fit with the system prompt and a
 minimal answer gets ContextTooLong, saying how many tokens to cut.
@@ -24,6 +24,10 @@ from daemon.errors import ContextTooLong
 
 Messages = list[dict[str, str]]
 MIN_ANSWER = 64  # tokens the answer must have room for, or the message is too long
+# A trim frees a quarter of the window beyond what it needs: measured on the default
+# model, a turn that moves the cut recomputes the whole prompt (~7x the time to first
+# token of a turn that reuses the cache), so cuts should be rare. See docs/benchmarks.md.
+SLACK = 4
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class ContextWindow:
                 cut=cut,
             )
         # Fewest turns dropped that bring the prompt under the budget less the slack.
-        target = budget - n_ctx // 8
+        target = budget - n_ctx // SLACK
         lo, hi = 1, len(turns)  # dropping them all always qualifies: it is the last resort
         while lo < hi:
             mid = (lo + hi) // 2

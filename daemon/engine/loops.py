@@ -44,6 +44,9 @@ class LoopGuard:
         self.copies = copies
         self.count = 0
         self.runs: dict[int, int] = {}  # period -> trailing tokens equal to those p before
+        # Trailing tokens that a loop found later could still cut (the longest run): the
+        # text of these is held back.
+        self.at_risk = 0
         self._seen: dict[int, deque[int]] = {}  # token -> its recent positions, newest last
 
     def needed(self, period: int) -> int:
@@ -57,19 +60,13 @@ class LoopGuard:
         positions = self._seen.setdefault(token, deque())
         while positions and at - positions[0] > self.max_period:
             positions.popleft()
-        runs = {at - p: self.runs.get(at - p, 0) + 1 for p in positions}
+        runs = {at - q: self.runs.get(at - q, 0) + 1 for q in positions}
         positions.append(at)
         self.runs = runs
-        loop = None
-        for period in sorted(runs):
-            if runs[period] >= self.needed(period):
-                loop = Loop(period, runs[period])
-                break
+        self.at_risk = max(runs.values(), default=0)
         if len(self._seen) > 4 * self.max_period:  # forget tokens long out of the window
             self._seen = {t: q for t, q in self._seen.items() if at - q[-1] <= self.max_period}
-        return loop
-
-    @property
-    def at_risk(self) -> int:
-        """Trailing tokens that a loop found later could still cut: hold them back."""
-        return max(self.runs.values(), default=0)
+        if self.at_risk < self.min_repeat:  # no run is long enough for any period
+            return None
+        period = min((p for p, run in runs.items() if run >= self.needed(p)), default=None)
+        return None if period is None else Loop(period, runs[period])

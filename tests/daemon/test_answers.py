@@ -70,16 +70,6 @@ def test_a_professional_rewrite_of_a_short_note_stays_short(
     assert "report" in result["text"].lower()
 
 
-def test_a_rewrite_that_runs_on_stops_at_its_bound_with_the_text_so_far(client: Client) -> None:
-    # Without the penalty or the guard, the model would keep going: the bound still holds.
-    options = {"temperature": 0, "repeat_penalty": 1.0, "loop_guard": False}
-    text = "ok"  # a 1-token input: a proofread gets at most 1.5 * 1 + 32 tokens
-    result = client.call("rewrite", {"text": text, "preset": "proofread", "options": options})
-    assert result["tokens"]["completion"] <= 34
-    if result["finish_reason"] == "length":
-        assert result["text"]
-
-
 def test_a_loop_is_cut_and_reported_when_the_penalty_is_off(client: Client) -> None:
     """Greedy without the penalty: the model loops (measured: a signature block, over
     and over); the guard ends the answer with the loop cut back to one copy."""
@@ -105,6 +95,7 @@ def long_message(turn: int) -> str:
     return " ".join(sentences * 4) + f" What is the most surprising fact about {topic}?"
 
 
+@pytest.mark.timeout(900)  # ~40 s on an idle machine; generous for a shared one
 def test_a_30_turn_conversation_longer_than_the_context_completes_every_turn(
     client: Client,
 ) -> None:
