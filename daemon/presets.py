@@ -30,8 +30,10 @@ BOUNDS: dict[str, tuple[float, int]] = {
 USER_BOUND = (3.0, 64)
 
 
-def bound(name: str) -> tuple[float, int]:
-    return BOUNDS.get(name, USER_BOUND)
+def bound(name: str, user: dict[str, str]) -> tuple[float, int]:
+    """(ratio, extra) for a preset. A user's preset, even one named like a built-in, says
+    nothing of the answer's length: it gets the loosest bound."""
+    return USER_BOUND if name in user else BOUNDS.get(name, USER_BOUND)
 
 
 def presets(user: dict[str, str]) -> dict[str, str]:

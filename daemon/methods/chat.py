@@ -69,7 +69,7 @@ async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         )
     messages = rewrite_messages(available[name], text)
     params = {**params, "options": {"temperature": 0.2, **(params.get("options") or {})}}
-    ratio, extra = bound(name)  # the answer's length follows the text's (max_tokens overrides)
+    ratio, extra = bound(name, call.app.config.presets)  # options.max_tokens overrides
     defaults = {"bound": {"text": text, "ratio": ratio, "extra": extra}}
     defaults.update(sampling_defaults(call.app.config))
     return await generate(call, params, messages, "rewrite.delta", defaults, RewriteCleaner())

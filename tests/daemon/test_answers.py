@@ -62,7 +62,7 @@ def test_a_professional_rewrite_of_a_short_note_stays_short(
         lambda _, p: deltas.append(p["text"]),
     )
     assert "".join(deltas) == result["text"]
-    ratio, extra = bound("professional")
+    ratio, extra = bound("professional", {})
     limit = ratio * 14 + extra  # the note is 12-14 tokens
     assert result["tokens"]["completion"] <= limit
     assert result["finish_reason"] in ("stop", "repetition", "length")
