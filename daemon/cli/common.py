@@ -21,12 +21,14 @@ def client() -> Client:
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {}
-    for key in ("temperature", "top_p", "max_tokens", "seed", "engine"):
+    for key in ("temperature", "top_p", "max_tokens", "seed", "engine", "repeat_penalty"):
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value
     if getattr(args, "stop", None):
         opts["stop"] = args.stop
+    if getattr(args, "no_loop_guard", False):
+        opts["loop_guard"] = False
     return opts
 
 
@@ -86,6 +88,24 @@ def generation_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["auto", "llamacpp", "mlx"], help="engine for this request")
     p.add_argument("--temperature", type=float, help="0 = deterministic; default 0.2")
     p.add_argument("--top-p", type=float, dest="top_p")
-    p.add_argument("--max-tokens", type=int, dest="max_tokens", help="stop after N tokens")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        dest="max_tokens",
+        help="stop after N tokens (default: max_tokens in config.toml for a chat, "
+        "a bound that follows the text for a rewrite)",
+    )
+    p.add_argument(
+        "--repeat-penalty",
+        type=float,
+        dest="repeat_penalty",
+        help="against loops: 1 = off, default 1.1 (repeat_penalty in config.toml)",
+    )
+    p.add_argument(
+        "--no-loop-guard",
+        action="store_true",
+        dest="no_loop_guard",
+        help="let an answer repeat itself (the guard ends one that cycles)",
+    )
     p.add_argument("--seed", type=int, help="seed for reproducible sampling")
     p.add_argument("--stop", action="append", help="stop at this string (repeatable)")

@@ -5,12 +5,15 @@ cannot take it down. The runner speaks JSON lines: commands on stdin, events on 
 original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt them).
 
     in:  {"op": "generate", "rid": 7, "messages": [...], "max_tokens": 128, "stop": [...],
-          "temperature": 0.2, "top_p": 0.9, "seed": null}
+          "temperature": 0.2, "top_p": 0.9, "seed": null, "repeat_penalty": 1.1,
+          "repeat_last_n": 64, "loop_guard": true,
+          "bound": {"text": "...", "ratio": 1.5, "extra": 32}}   (a rewrite's length bound)
          {"op": "cancel", "rid": 7}
     out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123}
          {"event": "delta", "rid": 7, "text": "Hel"}
          {"event": "done", "rid": 7, "result": {...}}
-         {"event": "error", "rid": 7, "kind": "context_too_long", "message": "..."}
+         {"event": "error", "rid": 7, "kind": "context_too_long", "message": "...",
+          "data": {"tokens": 5000, "context": 4096, "cut": 968}}
 
 One request runs at a time; a cancel is read by a thread while tokens are produced,
 so generation stops within one token.

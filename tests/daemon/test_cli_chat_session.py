@@ -111,3 +111,15 @@ def test_interactive_chat_survives_a_full_context_and_a_too_long_message(
         conversations = client.call("conversations.list")["conversations"]
     # One conversation, every answered turn stored (the too-long message was not).
     assert [c["messages"] for c in conversations] == [12]
+
+
+def test_a_one_shot_chat_that_loops_says_why_it_stopped(small_context: Daemon) -> None:
+    email = "Write a short, polite email asking my landlord to fix the heating."
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "chat", "--no-store", "--temperature", "0",
+         "--repeat-penalty", "1", "--max-tokens", "450", email],
+        env=small_context.env, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "[stopped: the answer began to repeat itself]" in done.stderr
+    assert done.stdout.strip()
