@@ -16,11 +16,13 @@ from daemon.rpc import Call, Register
 
 async def generate(
     call: Call, params: dict[str, Any], messages: list[dict[str, str]], event: str,
-    defaults: dict[str, Any], cleaner: RewriteCleaner | None = None,
+    defaults: dict[str, Any] | None = None, cleaner: RewriteCleaner | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Queue a generation and stream its deltas as `event` notifications. ``defaults``
-    are job fields the request's options may override."""
+    are job fields the request's options may override (a chat's, when None)."""
     app = call.app
+    if defaults is None:
+        defaults = chat_defaults(app.config)
     job_params = {"messages": messages, **defaults, **p.generation_options(params)}
     model = app.registry.resolve(p.optional_str(params, "model"))
     engine = app.engine_for(model, p.engine(params))
@@ -53,9 +55,7 @@ async def chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         # never falls back to the local model
         result = await remote_chat(call, {**params, "messages": turn.prompt})
     else:
-        config = call.app.config
-        defaults = {"max_tokens": config.max_tokens, **sampling_defaults(config)}
-        result = await generate(call, params, turn.prompt, "chat.delta", defaults)
+        result = await generate(call, params, turn.prompt, "chat.delta")
     return await history.finish_turn(turn, result)  # stored before the answer is sent
 
 
@@ -77,6 +77,10 @@ async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 
 def sampling_defaults(config: Config) -> dict[str, Any]:
     return {"repeat_penalty": config.repeat_penalty, "repeat_last_n": config.repeat_last_n}
+
+
+def chat_defaults(config: Config) -> dict[str, Any]:
+    return {"max_tokens": config.max_tokens, **sampling_defaults(config)}
 
 
 async def presets_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:
