@@ -95,7 +95,7 @@ def long_message(turn: int) -> str:
     return " ".join(sentences * 4) + f" What is the most surprising fact about {topic}?"
 
 
-@pytest.mark.timeout(1800)  # ~1 min idle (estimate); 20+ min on a machine loaded 8 times over
+@pytest.mark.timeout(1800)  # 27 min on a 2-core machine at load 10-12; not yet timed idle
 def test_a_30_turn_conversation_longer_than_the_context_completes_every_turn(
     client: Client,
 ) -> None:
