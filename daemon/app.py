@@ -43,8 +43,11 @@ class App:
     registry: Registry
     scheduler: Scheduler
     runner_log: IO[bytes]
-    egress: Egress  # the only way out: policy, audit log, gateway, socket guard
-    vault: VaultService  # conversations and settings; vault.require() or VaultLocked
+    # Set by main() just after the socket is bound, before any method but hello and
+    # status runs (those check ``ready``):
+    egress: Egress = field(init=False)  # the only way out: policy, audit log, gateway, guard
+    vault: VaultService = field(init=False)  # conversations, settings; require() or VaultLocked
+    ready: bool = False
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
 

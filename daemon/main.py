@@ -11,20 +11,25 @@ import signal
 import socket
 import stat
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from daemon.app import App
 from daemon.config import Config
-from daemon.egress.service import open_egress
+from daemon.egress import guard
 from daemon.engine.registry import Registry
 from daemon.engine.scheduler import Scheduler
-from daemon.methods import all_methods
+from daemon.methods import session
 from daemon.paths import Paths
+from daemon.rpc import Handler
 from daemon.server import Server
-from daemon.vault import vault_path
-from daemon.vault.service import VaultService, keep_retention
+
+if TYPE_CHECKING:
+    from daemon.egress.service import Egress
+    from daemon.vault.service import VaultService
 
 log = logging.getLogger("hearth")
+
+EGRESS_WAIT = 1.0  # seconds other methods wait for the audit log before serving without it
 
 
 class StartupError(Exception):
@@ -76,9 +81,30 @@ def setup_logging(paths: Paths, verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _services(paths: Paths) -> tuple[Egress, VaultService, dict[str, Handler]]:
+    """Import and build what only the methods past ``status`` need (run in a thread).
+
+    The egress and the vault start opening in threads of their own: both ask the OS
+    keychain for keys, and a keychain may take seconds, or hang."""
+    from daemon.egress.service import Egress
+    from daemon.methods import all_methods
+    from daemon.vault import vault_path
+    from daemon.vault.service import VaultService
+
+    egress = Egress(paths.data / "egress", paths.config / "network.json")
+    egress.open(background=True)
+    vault = VaultService(vault_path(paths))
+    vault.start()  # a passphrase vault waits for `vault.unlock`
+    return egress, vault, all_methods()
+
+
 async def serve(paths: Paths, config: Config) -> None:
-    # The egress first (its socket guard), closed last (the audit log's final checkpoint).
-    with open_egress(paths) as egress, open(paths.logs / "runner.log", "ab") as runner_log:
+    """Bind the socket first, so `status` answers at once; then load the rest.
+
+    Requests for other methods wait until they are loaded (a fraction of a second). The
+    vault and the egress never hold up start-up: they report "starting" meanwhile."""
+    guard.install()  # first: nothing may open a socket unguarded (refusals recorded once up)
+    with open(paths.logs / "runner.log", "ab") as runner_log:
         scheduler = Scheduler(
             keep_alive=config.keep_alive,
             queue_size=config.queue_size,
@@ -86,25 +112,37 @@ async def serve(paths: Paths, config: Config) -> None:
             log_file=runner_log,
         )
         registry = Registry(paths.models, config.default_model)
-        vault = VaultService(vault_path(paths))
-        await asyncio.to_thread(vault.start)  # a passphrase vault waits for `vault.unlock`
-        app = App(paths, config, registry, scheduler, runner_log, egress, vault)
-        server = Server(app, all_methods())
+        app = App(paths, config, registry, scheduler, runner_log)
+        methods: dict[str, Handler] = {}
+        session.register(methods.__setitem__)
+        server = Server(app, methods, complete=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await server.start(paths.socket)
         log.info("serving on %s (pid %d)", paths.socket, os.getpid())
-        retention = asyncio.create_task(keep_retention(vault))
+        retention: asyncio.Task[None] | None = None
         try:
+            egress, vault, rest = await asyncio.to_thread(_services, paths)
+            app.egress, app.vault = egress, vault
+            # An audit log that opens at once is open before net.* and pulls are served.
+            await asyncio.to_thread(egress.opened.wait, EGRESS_WAIT)
+            app.ready = True
+            server.add_methods(rest)
+            from daemon.vault.service import keep_retention
+
+            retention = asyncio.create_task(keep_retention(vault))
             await stop.wait()
         finally:
             log.info("shutting down")
             await server.close()
-            retention.cancel()
+            if retention is not None:
+                retention.cancel()
             await scheduler.close()
-            await asyncio.to_thread(vault.close)
+            if app.ready:
+                await asyncio.to_thread(app.vault.close)
+                await asyncio.to_thread(app.egress.close)  # last: the final checkpoint
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(paths.socket)
 
