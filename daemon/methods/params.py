@@ -56,11 +56,12 @@ def _number(opts: dict[str, Any], key: str, lo: float, hi: float, integer: bool 
 
 
 def generation_options(params: dict[str, Any]) -> dict[str, Any]:
-    """options → the runner's job fields (temperature, top_p, max_tokens, seed, stop)."""
+    """options → the runner's job fields (temperature, top_p, max_tokens, seed, stop,
+    priority)."""
     opts = params.get("options") or {}
     if not isinstance(opts, dict):
         raise InvalidParams("options must be an object", field="options")
-    known = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine"}
+    known = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine", "priority"}
     unknown = set(opts) - known
     if unknown:
         raise InvalidParams(f"unknown option(s): {', '.join(sorted(unknown))}", field="options")
@@ -83,6 +84,13 @@ def generation_options(params: dict[str, Any]) -> dict[str, Any]:
         ):
             raise InvalidParams("options.stop must be a string or up to 8 strings", field="stop")
         job["stop"] = stop
+    if "priority" in opts:
+        if opts["priority"] not in ("interactive", "background"):
+            raise InvalidParams(
+                "options.priority must be interactive (someone waits for it) or background",
+                field="priority",
+            )
+        job["priority"] = opts["priority"]
     return job
 
 
