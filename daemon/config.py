@@ -18,6 +18,7 @@ class Config:
     queue_size: int = 64  # pending requests per model before `busy`
     max_line_bytes: int = 1 << 20
     n_ctx: int = 4096
+    memory_low_mb: float | None = None  # idle models unload below this; None: RAM/10, ≤ 1 GiB
     presets: dict[str, str] = field(default_factory=dict)  # user presets: name -> instruction
     hotkeys: dict[str, str] = field(default_factory=dict)  # action -> key sequence (the tray's)
 
@@ -66,6 +67,7 @@ _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
     "queue_size": (int, "a whole number"),
     "max_line_bytes": (int, "a whole number of bytes"),
     "n_ctx": (int, "a whole number of tokens"),
+    "memory_low_mb": ((int, float), "a number of megabytes"),
 }
 
 

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING
 from daemon.app import App
 from daemon.config import Config
 from daemon.egress import guard
+from daemon.engine.memory import MemoryGuard
 from daemon.engine.registry import Registry
 from daemon.engine.scheduler import Scheduler
 from daemon.methods import session
@@ -110,9 +111,10 @@ async def serve(paths: Paths, config: Config) -> None:
             queue_size=config.queue_size,
             n_ctx=config.n_ctx,
             log_file=runner_log,
+            memory=(memory := MemoryGuard(config.memory_low_mb)),
         )
         registry = Registry(paths.models, config.default_model)
-        app = App(paths, config, registry, scheduler, runner_log)
+        app = App(paths, config, registry, scheduler, runner_log, memory=memory)
         methods: dict[str, Handler] = {}
         session.register(methods.__setitem__)
         server = Server(app, methods, complete=False)
@@ -123,6 +125,7 @@ async def serve(paths: Paths, config: Config) -> None:
         await server.start(paths.socket)
         log.info("serving on %s (pid %d)", paths.socket, os.getpid())
         retention: asyncio.Task[None] | None = None
+        watcher = asyncio.create_task(memory.watch(scheduler))
         try:
             egress, vault, rest = await asyncio.to_thread(_services, paths)
             app.egress, app.vault = egress, vault
@@ -137,6 +140,7 @@ async def serve(paths: Paths, config: Config) -> None:
         finally:
             log.info("shutting down")
             await server.close()
+            watcher.cancel()
             if retention is not None:
                 retention.cancel()
             await scheduler.close()

@@ -53,6 +53,7 @@ async def status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         if app.ready
         else {"mode": None, "blocked": 0, "audit": "starting"},
         "vault": app.vault.state() if app.ready else {"state": "starting", "reason": "starting"},
+        "memory": app.memory.status() if app.memory else None,
     }
 
 
