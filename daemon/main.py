@@ -126,16 +126,17 @@ async def serve(paths: Paths, config: Config) -> None:
         log.info("serving on %s (pid %d)", paths.socket, os.getpid())
         retention: asyncio.Task[None] | None = None
         watcher = asyncio.create_task(memory.watch(scheduler))
+        services: tuple[Egress, VaultService, dict[str, Handler]] | None = None
         try:
-            egress, vault, rest = await asyncio.to_thread(_services, paths)
-            app.egress, app.vault = egress, vault
+            services = await asyncio.to_thread(_services, paths)
+            app.egress, app.vault, rest = services
             # An audit log that opens at once is open before net.* and pulls are served.
-            await asyncio.to_thread(egress.opened.wait, EGRESS_WAIT)
+            await asyncio.to_thread(app.egress.opened.wait, EGRESS_WAIT)
             app.ready = True
             server.add_methods(rest)
             from daemon.vault.service import keep_retention
 
-            retention = asyncio.create_task(keep_retention(vault))
+            retention = asyncio.create_task(keep_retention(app.vault))
             await stop.wait()
         finally:
             log.info("shutting down")
@@ -144,7 +145,7 @@ async def serve(paths: Paths, config: Config) -> None:
             if retention is not None:
                 retention.cancel()
             await scheduler.close()
-            if app.ready:
+            if services is not None:
                 await asyncio.to_thread(app.vault.close)
                 await asyncio.to_thread(app.egress.close)  # last: the final checkpoint
             with contextlib.suppress(FileNotFoundError):

@@ -71,8 +71,9 @@ def test_busy_programs_on_every_cpu_bring_the_choice_down_to_one_thread() -> Non
 
 
 def chat(client: Any, **options: Any) -> dict[str, Any]:
+    options = {"temperature": 0, "max_tokens": 48, **options}
     params = {"messages": [{"role": "user", "content": "Tell me about lighthouses."}],
-              "store": False, "options": {"temperature": 0, "max_tokens": 48, **options}}  # fmt: skip
+              "store": False, "options": options}  # fmt: skip
     result: dict[str, Any] = client.call("chat", params)
     return result
 
