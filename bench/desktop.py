@@ -44,6 +44,7 @@ from daemon.paths import Paths
 N_CTX = 4096
 BUSY = [sys.executable, "-c", "while True: pass"]
 MAX_RUN_S = 20.0
+PAUSE_S = 1.0
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -204,6 +205,9 @@ def decode(raw: Raw, client: Client, rounds: int, n: int) -> dict[int, dict[str,
                 order = [*(f"raw{t}" for t in counts), "hearth"]
                 order = order[r % len(order) :] + order[: r % len(order)]  # rotate: fair
                 for what in order:
+                    # The previous run's CPU use must not count as another program's in
+                    # the runner's sampler (it looks back 0.25-0.5 s): a pause between.
+                    time.sleep(PAUSE_S)
                     if what == "hearth":
                         tps, used = hearth_run(client, n)
                         rows["hearth"].append(tps)
