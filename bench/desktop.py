@@ -4,9 +4,8 @@
   ``while True: pass``), Hearth over its socket vs raw llama-cpp-python in this process
   at 1 thread and at every usable CPU, alternated in each round; the ratios use raw's
   best thread count in the same condition, and Hearth's own idle speed.
-- Time from spawning ``hearth daemon`` to its first ``status`` answer (median of 5), with
-  Python's bytecode cache (as installed) and without it (PYTHONDONTWRITEBYTECODE=1, as
-  this machine's environment sets).
+- Time from spawning ``hearth daemon`` to its first ``status`` answer (median of 5, with
+  Python's bytecode cache, as installed), and the daemon's CPU time by then.
 - Cold first token: spawn to the first ``chat.delta`` of a fresh daemon.
 - The daemon's and the runner's resident memory.
 
@@ -61,12 +60,9 @@ def make_home(keep_alive: int = -1) -> Path:
     return home
 
 
-def spawn(home: Path, bytecode: bool = True) -> subprocess.Popen[bytes]:
+def spawn(home: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HEARTH_HOME": str(home)}
-    if bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-    else:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed Hearth has its bytecode cached
     return subprocess.Popen(
         [sys.executable, "-m", "daemon", "daemon"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -104,14 +100,14 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def socket_ready(runs: int, bytecode: bool) -> list[tuple[float, float]]:
+def socket_ready(runs: int) -> list[tuple[float, float]]:
     """(ms from spawn to the first status answer, the daemon's CPU ms by then), each in a
     fresh home."""
     times = []
     for i in range(runs + 1):  # the first one writes the bytecode cache: not counted
         home = make_home()
         t0 = time.perf_counter()
-        proc = spawn(home, bytecode)
+        proc = spawn(home)
         try:
             wait_status(home, proc).close()
             if i:
@@ -243,12 +239,10 @@ def main() -> None:
     print(f"{usable_cpus()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
 
     print("\nTime to socket ready (spawn → first status answer)", flush=True)
-    cached = socket_ready(args.starts, bytecode=True)
-    uncached = socket_ready(args.starts, bytecode=False)
-    for name, rows in (("bytecode cached:", cached), ("no bytecode:", uncached)):
-        print(f"  {name:17} median {statistics.median(r[0] for r in rows):6.0f} ms "
-              f"{[round(r[0]) for r in rows]}; daemon CPU by then: median "
-              f"{statistics.median(r[1] for r in rows):.0f} ms")  # fmt: skip
+    rows = socket_ready(args.starts)
+    print(f"  median {statistics.median(r[0] for r in rows):6.0f} ms "
+          f"{[round(r[0]) for r in rows]}; daemon CPU by then: median "
+          f"{statistics.median(r[1] for r in rows):.0f} ms")  # fmt: skip
 
     print("\nCold first token (fresh daemon: spawn → first chat.delta)", flush=True)
     cold = cold_first_token(3)
