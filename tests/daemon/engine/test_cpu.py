@@ -11,7 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from daemon.engine.cpu import CpuShare, read_busy, threads_for, usable_cpus
+from daemon.errors import InvalidParams
 from tests.conftest import Daemon
 
 
@@ -107,3 +110,10 @@ def test_background_requests_run_on_a_sched_idle_thread_and_interactive_ones_do_
         assert os.SCHED_IDLE in policies  # the background thread, kept for the next one
         assert main_thread == os.SCHED_OTHER and policies[0] == os.SCHED_OTHER
         assert chat(client)["text"] == result["text"]  # same answer, at normal priority
+
+
+def test_an_unknown_priority_is_refused_naming_the_two_there_are(daemon: Daemon) -> None:
+    with daemon.client() as client, pytest.raises(InvalidParams) as refused:
+        chat(client, priority="urgent")
+    assert refused.value.data["field"] == "priority"
+    assert "interactive" in refused.value.message and "background" in refused.value.message
