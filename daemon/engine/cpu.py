@@ -15,7 +15,7 @@ average lags by a minute. Elsewhere (macOS, Windows) no sampling is done and eve
 usable CPU is used.
 
 Threads also get a priority here: background work (plugin jobs, scheduled tasks) runs on
-a thread of its own at SCHED_IDLE, so it only ever gets the CPU nobody else wants.
+a thread of its own at nice 19, so the user's programs come first.
 """
 
 from __future__ import annotations
@@ -128,17 +128,24 @@ class CpuShare:
 PRIORITIES = ("interactive", "background")
 
 
-def lower_this_thread() -> bool:
-    """Make the calling thread, and the threads it starts later (llama.cpp's OpenMP
-    team), background-only: SCHED_IDLE. Linux only (elsewhere it is per process, and
-    lowering the whole runner would slow the user's own requests); False if not done.
+BACKGROUND_NICE = 19
 
-    An unprivileged thread cannot be raised back, which is why background work gets a
-    thread of its own rather than lowering the one that serves the user."""
+
+def lower_this_thread() -> bool:
+    """Give the calling thread, and the threads it starts later (llama.cpp's OpenMP
+    team inherits it), the lowest priority: nice 19. Linux only, where nice is per thread
+    (elsewhere it is per process, and lowering the whole runner would slow the user's own
+    requests); False if not done.
+
+    Nice 19, not SCHED_IDLE: beside one busy nice-0 program it still gets ~1.5 % of a
+    core, so a background job finishes on a machine that is never idle, where SCHED_IDLE
+    (~0.3 %) starved it for minutes. An unprivileged thread cannot be raised back, which
+    is why background work gets a thread of its own rather than lowering the one that
+    serves the user."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
     except OSError:
         return False
     return True

@@ -15,7 +15,7 @@ original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt the
 One request runs at a time; a cancel is read by a thread while tokens are produced,
 so generation stops within one token. Each request computes with the CPUs free at the
 time, re-checked as it goes (engine/cpu.py); a ``background`` one runs on a thread of
-its own at SCHED_IDLE, so it never takes the CPU from the user's own programs.
+its own at nice 19, so the user's own programs come first.
 """
 
 from __future__ import annotations
