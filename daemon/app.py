@@ -21,6 +21,7 @@ from daemon.paths import Paths
 
 if TYPE_CHECKING:
     from daemon.egress.service import Egress
+    from daemon.pluginhost.host import PluginHost
     from daemon.vault.service import VaultService
 
 
@@ -52,6 +53,7 @@ class App:
     memory: MemoryGuard | None = None  # memory figures and unloads, for status
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
+    plugins: PluginHost | None = None  # set in serve(), once the app it serves exists
 
     def chosen_engine(self, model: ModelInfo, requested: str | None) -> str:
         """The engine asked for (the request's, else the config's), with auto resolved."""

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -167,6 +168,37 @@ def _last_line(log: Path, start: int) -> str:
     said = [ln for ln in lines if ln]
     ours = [ln.removeprefix("hearth: ") for ln in said if ln.startswith("hearth: ")]
     return (ours or said or [""])[-1][:500]
+
+
+def stop_daemon(paths: Paths, timeout: float = 15.0) -> int | None:
+    """Ask the running daemon to stop (SIGTERM) and wait for it; its pid, None if none ran."""
+    try:
+        client = Client.connect(paths.socket)
+    except DaemonUnavailable:
+        return None
+    with client:
+        pid = int(client.call("status")["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return pid  # it stopped on its own meanwhile
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own child, not yet reaped) has exited
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def connect(paths: Paths, autostart: bool = True, name: str = "hearth-cli") -> Client:

@@ -27,6 +27,9 @@ clients match on (never on the message text)::
     ├── EgressDenied             -32030  the network policy refused an outbound call
     ├── EgressFailed             -32031  an allowed outbound call failed
     ├── PermissionDenied         -32040
+    ├── PluginFailed             -32041  a plugin raised, crashed or could not be loaded
+    ├── PluginLimit              -32042  a plugin hit a limit (memory, cpu, processes, timeout)
+    ├── NotAvailable             -32043  this machine lacks what was asked (a clipboard, a sandbox)
     └── DaemonUnavailable        -32050  (client side) no daemon answers and none could start
 """
 
@@ -144,6 +147,18 @@ class EgressFailed(HearthError):
 
 class PermissionDenied(HearthError):
     code, kind = -32040, "permission_denied"
+
+
+class PluginFailed(HearthError):
+    code, kind = -32041, "plugin_failed"
+
+
+class PluginLimit(HearthError):
+    code, kind = -32042, "plugin_limit"
+
+
+class NotAvailable(HearthError):
+    code, kind = -32043, "not_available"
 
 
 class DaemonUnavailable(HearthError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -13,6 +12,7 @@ import stat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from daemon.activation import Listener, WrongSocket, bind_socket, inherited_socket, sd_notify
 from daemon.app import App
 from daemon.config import Config
 from daemon.egress import guard
@@ -41,11 +41,13 @@ class AlreadyRunning(StartupError):
     """Another daemon holds the lock: it serves, or it is still starting."""
 
 
-def claim_socket(path: Path) -> IO[str]:
-    """Take the daemon lock and clear the way for our socket.
+def claim_socket(path: Path) -> tuple[IO[str], Listener]:
+    """Take the daemon lock, then the listening socket: inherited or bound.
 
     The lock (flock, released by the kernel when we die) is what makes us the one
-    daemon; a socket file without a live lock holder is stale and is replaced.
+    daemon, however we were started. A socket passed by systemd or launchd is checked
+    and used as is (see daemon.activation); otherwise a socket file without a live
+    lock holder is stale and is replaced by ours.
     """
     fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     lock = os.fdopen(fd, "r+")  # held for our lifetime; the kernel drops the flock if we die
@@ -55,11 +57,25 @@ def claim_socket(path: Path) -> IO[str]:
         lock.close()
         raise AlreadyRunning(f"a Hearth daemon is already running on {path}") from None
     try:
+        inherited = inherited_socket(path)
+        if inherited is not None:
+            return lock, Listener(inherited, inherited=True)
+        _clear_stale(path)
+        return lock, Listener(bind_socket(path), inherited=False)
+    except (StartupError, WrongSocket) as exc:
+        lock.close()
+        if isinstance(exc, WrongSocket):
+            log.error("%s", exc)
+            raise StartupError(str(exc)) from None
+        raise
+
+
+def _clear_stale(path: Path) -> None:
+    try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return lock
+        return
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISSOCK(st.st_mode):
-        lock.close()
         raise StartupError(f"{path} exists and is not a socket; refusing to replace it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -67,11 +83,9 @@ def claim_socket(path: Path) -> IO[str]:
     except OSError:
         os.unlink(path)  # stale: its daemon is gone
     else:
-        lock.close()
         raise StartupError(f"another process answers on {path}; refusing to take it over")
     finally:
         probe.close()
-    return lock
 
 
 def setup_logging(paths: Paths, verbose: bool) -> None:
@@ -99,8 +113,8 @@ def _services(paths: Paths) -> tuple[Egress, VaultService, dict[str, Handler]]:
     return egress, vault, all_methods()
 
 
-async def serve(paths: Paths, config: Config) -> None:
-    """Bind the socket first, so `status` answers at once; then load the rest.
+async def serve(paths: Paths, config: Config, listener: Listener) -> None:
+    """Serve on the socket at once, so `status` answers; then load the rest.
 
     Requests for other methods wait until they are loaded (a fraction of a second). The
     vault and the egress never hold up start-up: they report "starting" meanwhile."""
@@ -122,8 +136,10 @@ async def serve(paths: Paths, config: Config) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await server.start(paths.socket)
-        log.info("serving on %s (pid %d)", paths.socket, os.getpid())
+        await server.start(listener.sock)
+        how = "passed by the service manager" if listener.inherited else "bound"
+        log.info("serving on %s (%s; pid %d)", paths.socket, how, os.getpid())
+        sd_notify(f"READY=1\nSTATUS=serving on {paths.socket}")
         retention: asyncio.Task[None] | None = None
         watcher = asyncio.create_task(memory.watch(scheduler))
         services: tuple[Egress, VaultService, dict[str, Handler]] | None = None
@@ -132,31 +148,37 @@ async def serve(paths: Paths, config: Config) -> None:
             app.egress, app.vault, rest = services
             # An audit log that opens at once is open before net.* and pulls are served.
             await asyncio.to_thread(app.egress.opened.wait, EGRESS_WAIT)
+            from daemon.pluginhost.host import PluginHost
+            from daemon.vault.service import keep_retention
+
+            app.plugins = PluginHost(app)
             app.ready = True
             server.add_methods(rest)
-            from daemon.vault.service import keep_retention
+            await app.plugins.start()  # enabled plugins start in the background
 
             retention = asyncio.create_task(keep_retention(app.vault))
             await stop.wait()
         finally:
             log.info("shutting down")
+            sd_notify("STOPPING=1")
             await server.close()
             watcher.cancel()
             if retention is not None:
                 retention.cancel()
+            if app.plugins is not None:
+                await app.plugins.close()
             await scheduler.close()
             if services is not None:
                 await asyncio.to_thread(app.vault.close)
                 await asyncio.to_thread(app.egress.close)  # last: the final checkpoint
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(paths.socket)
 
 
 def run(paths: Paths, config: Config, verbose: bool = False) -> None:
     paths.ensure()
-    lock = claim_socket(paths.socket)
+    setup_logging(paths, verbose)  # first, so a refused socket is in the log too
+    lock, listener = claim_socket(paths.socket)
     try:
-        setup_logging(paths, verbose)
-        asyncio.run(serve(paths, config))
+        asyncio.run(serve(paths, config, listener))
     finally:
+        listener.close(paths.socket)  # unlinks the socket file only if we bound it
         lock.close()

@@ -74,9 +74,12 @@ def make_private_dir(path: Path) -> None:
 
     Raises PermissionDenied (one line: the directory, and what to do) where the path is
     taken: another user may have created it first to listen in on our socket."""
+    # Not tempfile.gettempdir(): it fails where no temp dir is writable (a hardened
+    # service's read-only /tmp), and this is only a hint.
+    in_temp = path.parent == Path(tempfile.tempdir or os.environ.get("TMPDIR") or "/tmp")
     where = (
         "set XDG_RUNTIME_DIR to a directory of your own"
-        if path.parent == Path(tempfile.gettempdir())
+        if in_temp
         else "set HEARTH_HOME to a directory of your own"
     )
     try:

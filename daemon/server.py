@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 import sys
-from pathlib import Path
 from typing import Any, TypeGuard
 
 from daemon import protocol
@@ -142,14 +141,8 @@ class Server:
         self.methods.update(methods)
         self.complete.set()
 
-    async def start(self, path: Path) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # the socket is born 0600: no window where others may connect
-        try:
-            sock.bind(str(path))
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
+    async def start(self, sock: socket.socket) -> None:
+        """Serve on a listening Unix socket (daemon.activation binds or inherits it)."""
         self._server = await asyncio.start_unix_server(
             self._accept, sock=sock, limit=self.max_line + 1
         )

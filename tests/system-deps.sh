@@ -10,6 +10,9 @@ have ip || need+=(iproute2)
 have Xvfb || need+=(xvfb)
 have xdotool || need+=(xdotool)
 have trayer || need+=(trayer)
+have xclip || need+=(xclip)
+have systemd-socket-activate || need+=(systemd)  # also systemd-analyze; not run as init
+have desktop-file-validate || need+=(desktop-file-utils)
 # Qt's xcb platform (the tray app under Xvfb): what PySide6's libqxcb.so links to, and a font.
 if have dpkg; then
   for pkg in libegl1 libgl1 libfontconfig1 libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 \

@@ -10,7 +10,7 @@ from daemon.errors import HearthError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from daemon.cli import audit, core, history, models, net, tray, vault
+    from daemon.cli import audit, core, history, models, net, plugins, service, tray, vault
 
     parser = argparse.ArgumentParser(
         prog="hearth",
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hearth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (core, models, net, audit, history, vault, tray):
+    for module in (core, models, net, audit, history, vault, tray, plugins, service):
         module.add_commands(sub)
     return parser
 

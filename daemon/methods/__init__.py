@@ -11,7 +11,7 @@ from daemon.rpc import Handler
 
 
 def all_methods() -> dict[str, Handler]:
-    from daemon.methods import chat, egress, history, models, prefs, session, vault
+    from daemon.methods import chat, egress, history, models, plugins, prefs, session, vault
 
     methods: dict[str, Handler] = {}
 
@@ -20,6 +20,6 @@ def all_methods() -> dict[str, Handler]:
             raise ValueError(f"method {name} registered twice")
         methods[name] = handler
 
-    for module in (session, chat, models, egress, history, vault, prefs):
+    for module in (session, chat, models, egress, history, vault, prefs, plugins):
         module.register(register)
     return methods

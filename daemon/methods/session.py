@@ -10,7 +10,7 @@ from daemon.app import auto_engine
 from daemon.errors import InvalidParams, UnsupportedProtocol
 from daemon.rpc import Call, Register
 
-CAPABILITIES = ["chat", "rewrite", "cancel", "models", "streaming"]
+CAPABILITIES = ["chat", "rewrite", "cancel", "models", "streaming", "plugins"]
 
 
 async def hello(call: Call, params: dict[str, Any]) -> dict[str, Any]:

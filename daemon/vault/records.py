@@ -51,6 +51,17 @@ class Records:
         lookup = self._keys.records_key().lookup(name)
         self._conn.execute("DELETE FROM records WHERE lookup = ?", (lookup,))
 
+    def names(self, prefix: str) -> list[str]:
+        """The names that start with ``prefix`` (each record is opened: they are few)."""
+        found = []
+        for lookup, key_id, sealed in self._conn.execute(
+            "SELECT lookup, key_id, sealed FROM records"
+        ).fetchall():
+            name = self._keys.sealer(key_id).open_json("records", lookup.hex(), sealed)["name"]
+            if isinstance(name, str) and name.startswith(prefix):
+                found.append(name[len(prefix) :])
+        return sorted(found)
+
     def verify(self) -> int:
         """Open every record (IntegrityError on the first bad one); returns how many."""
         rows = self._conn.execute("SELECT lookup, key_id, sealed FROM records").fetchall()

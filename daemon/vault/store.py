@@ -224,6 +224,19 @@ class Vault:
         with self._write():
             self._records.delete(plugin_name(plugin_id, key))
 
+    def plugin_keys(self, plugin_id: str) -> list[str]:
+        """Every key ``plugin_id`` has stored, sorted."""
+        with self._locked():
+            return self._records.names(plugin_name(plugin_id, ""))
+
+    def plugin_clear(self, plugin_id: str) -> int:
+        """Delete all of a plugin's data in one transaction; returns how many keys."""
+        with self._write():
+            keys = self._records.names(plugin_name(plugin_id, ""))
+            for key in keys:
+                self._records.delete(plugin_name(plugin_id, key))
+            return len(keys)
+
     # -- keys --------------------------------------------------------------------------
 
     def rotate(self, new_source: KeySource, *, reencrypt: bool = False) -> None:

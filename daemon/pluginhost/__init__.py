@@ -1,0 +1,1 @@
+"""The plugin host: manifests, the sandbox, supervision, triggers (see docs/plugins.md)."""

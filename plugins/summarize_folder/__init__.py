@@ -1,0 +1,1 @@
+"""A first-party plugin (a package only so tests can import its helpers)."""
