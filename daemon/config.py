@@ -22,6 +22,7 @@ class Config:
     max_tokens: int = 1024  # a chat answer's length unless the request says otherwise
     repeat_penalty: float = 1.1  # over the last repeat_last_n generated tokens; 1.0 = off
     repeat_last_n: int = 64
+    memory_low_mb: float | None = None  # idle models unload below this; None: RAM/10, ≤ 1 GiB
     presets: dict[str, str] = field(default_factory=dict)  # user presets: name -> instruction
     hotkeys: dict[str, str] = field(default_factory=dict)  # action -> key sequence (the tray's)
 
@@ -76,6 +77,7 @@ _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
     "max_tokens": (int, "a whole number of tokens"),
     "repeat_penalty": ((int, float), "a number from 1 (off) to 2"),
     "repeat_last_n": (int, "a whole number of tokens"),
+    "memory_low_mb": ((int, float), "a number of megabytes"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from daemon import __version__
@@ -128,6 +129,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = ", ".join(f"{r['model']} ({r['engine']}, pid {r['pid']})" for r in status["runners"])
     print(f"loaded   {loaded or 'nothing'}")
     print(f"queue    {status['queue']} waiting")
+    vault = status.get("vault") or {}
+    reason = f" ({vault['reason']})" if vault.get("reason") else ""
+    print(f"vault    {vault.get('state', '?')}{reason}")
+    memory = status.get("memory")
+    if memory:
+        line = (f"memory   {memory['available_mb']:,} MB available of {memory['total_mb']:,} MB; "
+                f"idle models unload below {memory['low_mb']:,} MB")  # fmt: skip
+        print(line + (f" (now: {memory['low']})" if memory["low"] else ""))
+        for event in memory["unloaded"][-3:]:
+            when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
+            print(f"         {when} unloaded {event['model']}: {event['reason']}, "
+                  f"{event['available_mb']:,} MB available")  # fmt: skip
     return 0
 
 

@@ -6,7 +6,7 @@ original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt the
 
     in:  {"op": "generate", "rid": 7, "messages": [...], "max_tokens": 128, "stop": [...],
           "temperature": 0.2, "top_p": 0.9, "seed": null, "repeat_penalty": 1.1,
-          "repeat_last_n": 64, "loop_guard": true,
+          "repeat_last_n": 64, "loop_guard": true, "priority": "interactive",
           "bound": {"text": "...", "ratio": 1.5, "extra": 32}}   (a rewrite's length bound)
          {"op": "cancel", "rid": 7}
     out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123}
@@ -16,7 +16,9 @@ original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt the
           "data": {"tokens": 5000, "context": 4096, "cut": 968}}
 
 One request runs at a time; a cancel is read by a thread while tokens are produced,
-so generation stops within one token.
+so generation stops within one token. Each request computes with the CPUs free at the
+time, re-checked as it goes (engine/cpu.py); a ``background`` one runs on a thread of
+its own at nice 19, so the user's own programs come first.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
 from typing import IO, Any
@@ -35,6 +38,7 @@ from typing import IO, Any
 from daemon.engine.answer import AnswerText
 from daemon.engine.backend import Backend, Sampling
 from daemon.engine.context import ContextWindow
+from daemon.engine.cpu import CpuShare, lower_this_thread
 from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
 from daemon.errors import ContextTooLong
@@ -55,12 +59,44 @@ def load_backend(engine: str, path: Path, n_ctx: int) -> Backend:
 
 
 class Runner:
-    def __init__(self, backend: Backend, out: IO[str]) -> None:
+    def __init__(self, backend: Backend, out: IO[str], cpu: CpuShare | None = None) -> None:
         self.backend = backend
         self.out = out
         self.cancelled: set[int] = set()
         self.lock = threading.Lock()
         self.window = ContextWindow()  # which turns fit; remembers its last cut
+        self.cpu = cpu
+        self.threads = 0  # what the backend computes with now (0: not set yet)
+        self._background: ThreadPoolExecutor | None = None
+
+    def fit_threads(self) -> None:
+        """Compute with the CPUs free now. Engines whose thread count can change between
+        tokens have ``set_threads`` (llama.cpp); MLX on a CPU computes on one thread."""
+        set_threads = getattr(self.backend, "set_threads", None)
+        if self.cpu is None or set_threads is None:
+            return
+        n = self.cpu.threads()
+        if n != self.threads:
+            set_threads(n)
+            self.threads = n
+
+    def serve(self, cmd: dict[str, Any]) -> None:
+        """One command: a background request on the background thread, waited for."""
+        if cmd.get("priority") == "background":
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, "background", lower_this_thread)
+            self._background.submit(self.generate_or_report, cmd).result()
+        else:
+            self.generate_or_report(cmd)
+
+    def generate_or_report(self, cmd: dict[str, Any]) -> None:
+        try:
+            self.generate(cmd)
+        except Exception as exc:  # report, keep serving: one bad request is not a crash
+            self.emit(
+                {"event": "error", "rid": cmd.get("rid"), "kind": "runner_failed",
+                 "message": f"{type(exc).__name__}: {exc}"}
+            )  # fmt: skip
 
     def emit(self, event: dict[str, Any]) -> None:
         with self.lock:
@@ -92,6 +128,7 @@ class Runner:
         answer = AnswerText(
             cmd.get("stop") or [], LoopGuard() if cmd.get("loop_guard", True) else None
         )
+        self.fit_threads()
         finish, count, first = "stop", 0, None
         pending, sent = "", 0.0  # text not yet sent, and when the last delta went
         for token in self.backend.generate(prompt, sampling):
@@ -99,6 +136,7 @@ class Runner:
             if first is None:
                 first = now
             count += 1
+            self.fit_threads()  # another program may have started or stopped
             pending += answer.feed(token)
             # Fast engines make a token every few ms: one delta per DELTA_EVERY_S carries
             # them all, sparing the cores they share a line's work per token.
@@ -130,6 +168,7 @@ class Runner:
                 if count > 1 and end > first
                 else 0.0,
                 "total_ms": round((end - start) * 1000, 2),
+                "threads": self.threads or None,
             },
             "cached_tokens": int(getattr(self.backend, "last_reused_tokens", 0)),
             "context": fitted.report(n_ctx),
@@ -178,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
     confine_runner()
     install(report_to(sys.stderr))  # the socket guard too: refusals go to the runner log
+    cpu = CpuShare().start()  # sampling while the model loads: a first choice is ready
     backend = load_backend(args.engine, args.model, args.n_ctx)
-    runner = Runner(backend, out)
+    runner = Runner(backend, out, cpu)
     runner.emit(
         {
             "event": "ready",
@@ -191,13 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs: Queue[dict[str, Any] | None] = Queue()
     threading.Thread(target=_read_commands, args=(runner, jobs), daemon=True).start()
     while (cmd := jobs.get()) is not None:
-        try:
-            runner.generate(cmd)
-        except Exception as exc:  # report, keep serving: one bad request is not a crash
-            runner.emit(
-                {"event": "error", "rid": cmd.get("rid"), "kind": "runner_failed",
-                 "message": f"{type(exc).__name__}: {exc}"}
-            )  # fmt: skip
+        runner.serve(cmd)
     backend.close()
     return 0
 

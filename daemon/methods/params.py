@@ -55,12 +55,13 @@ def _number(opts: dict[str, Any], key: str, lo: float, hi: float, integer: bool 
     return value
 
 
-OPTIONS = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine"} | {
+OPTIONS = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine", "priority"} | {
     "repeat_penalty",
     "repeat_last_n",
     "loop_guard",
 }
-LOCAL_ONLY = {"repeat_penalty", "repeat_last_n", "loop_guard"}  # Hearth's runner's own
+# Hearth's runner's and scheduler's own: never passed on to a remote server
+LOCAL_ONLY = {"repeat_penalty", "repeat_last_n", "loop_guard", "priority"}
 
 
 def generation_options(params: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +101,13 @@ def generation_options(params: dict[str, Any]) -> dict[str, Any]:
         ):
             raise InvalidParams("options.stop must be a string or up to 8 strings", field="stop")
         job["stop"] = stop
+    if "priority" in opts:
+        if opts["priority"] not in ("interactive", "background"):
+            raise InvalidParams(
+                "options.priority must be interactive (someone waits for it) or background",
+                field="priority",
+            )
+        job["priority"] = opts["priority"]
     return job
 
 
