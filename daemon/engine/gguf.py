@@ -1,46 +1,60 @@
 """A small, strict GGUF reader: checks a model file before any engine touches it.
 
-llama.cpp trusts the header it is given; a truncated or hostile file can crash it.
-We read the header, metadata and tensor table ourselves, with every count and
-length bounded by the file's size, and check that all tensor data lies inside the
-file. Large metadata arrays (the vocabulary) are skipped unless asked for.
+Model files are untrusted input: llama.cpp and MLX parse them in C, and MLX trusts
+what it reads. We read the header, metadata and tensor table ourselves and refuse,
+with `InvalidModel` and nothing else, whatever ggml's own `gguf_init_from_file`
+refuses (duplicate keys or tensor names, arrays of arrays, an alignment that is not a
+power of two, unknown tensor types, rows that are not whole blocks, tensors that are
+not stored in order, aligned, without gaps or overlaps) plus what would hurt us:
+counts, lengths and offsets past the file, a header over `MAX_HEADER` bytes, and
+metadata values of the wrong type (`gguf_types.KEY_KINDS`). Time and memory stay
+bounded by `MAX_HEADER`, whatever the file's size: payloads we do not keep (large
+arrays, long strings) are seeked past, never read.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import math
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from daemon.engine import gguf_types as t
 from daemon.errors import InvalidModel
 
 MAGIC = b"GGUF"
 MAX_TENSORS = 100_000
 MAX_KV = 100_000
 MAX_DIMS = 4
+MAX_HEADER = 64 << 20  # metadata and tensor table; real models need a few MB (the vocabulary)
+MAX_KEY = 256  # bytes in a metadata key
+MAX_TENSOR_NAME = 63  # bytes in a tensor name: ggml's GGML_MAX_NAME, less its NUL
+MAX_KEPT_STRING = 1 << 20  # longer strings are skipped unless keep_arrays
+MAX_ALIGNMENT = 1 << 20  # as newer ggml: a huge alignment is only a way to pad a file
+INT64_MAX = (1 << 63) - 1
+READER_VERSION = 2  # bump when the reader gets stricter: cached verdicts are then redone
+WINDOW = 1 << 16  # bytes read from the file at a time
 
-# ggml tensor type -> (block size in elements, bytes per block)
-TYPE_SIZES: dict[int, tuple[int, int]] = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
-    15: (256, 292), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 30: (1, 2),
-}  # fmt: skip
-TYPE_NAMES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
-    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 30: "BF16",
-}  # fmt: skip
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
-}  # fmt: skip
-
+TYPE_NAMES = {code: name for code, (name, _, _) in t.TENSOR_TYPES.items()}
+FILE_TYPES = t.FILE_TYPES
 _SCALARS = {
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
-    12: "<d",
+    t.U8: struct.Struct("<B"), t.I8: struct.Struct("<b"), t.U16: struct.Struct("<H"),
+    t.I16: struct.Struct("<h"), t.U32: struct.Struct("<I"), t.I32: struct.Struct("<i"),
+    t.F32: struct.Struct("<f"), t.BOOL: struct.Struct("<?"), t.U64: struct.Struct("<Q"),
+    t.I64: struct.Struct("<q"), t.F64: struct.Struct("<d"),
 }  # fmt: skip
-_STRING, _ARRAY = 8, 9
+_U32, _U64 = _SCALARS[t.U32], _SCALARS[t.U64]
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """A file-provided name fit for an error message: repr'd, cut to ``limit`` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,21 @@ class Tensor:
 
     @property
     def type_name(self) -> str:
-        return TYPE_NAMES.get(self.type, f"type{self.type}")
+        return t.tensor_type_name(self.type)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A payload left unread: an array (unless keep_arrays) or a string over 1 MiB.
+
+    ``len()`` is the array's item count (or the string's length in bytes)."""
+
+    item_type: int
+    count: int
+    array: bool = True
+
+    def __len__(self) -> int:
+        return self.count
 
 
 @dataclass
@@ -68,25 +96,29 @@ class GGUFInfo:
 
     @property
     def context_length(self) -> int:
-        return int(self.metadata.get(f"{self.architecture}.context_length", 2048))
+        value = self.metadata.get(f"{self.architecture}.context_length")
+        return value if isinstance(value, int) and value > 0 else 2048
 
     @property
     def quantization(self) -> str:
         ft = self.metadata.get("general.file_type")
-        return FILE_TYPES.get(int(ft), f"type{ft}") if ft is not None else "unknown"
+        if not isinstance(ft, int):
+            return "unknown"
+        return FILE_TYPES.get(ft, f"type{ft}")
 
     @property
     def chat_template(self) -> str | None:
         value = self.metadata.get("tokenizer.chat_template")
-        return str(value) if value is not None else None
+        return value if isinstance(value, str) else None
 
 
 class _Reader:
-    """Reads from an in-memory window of the file that grows on demand (headers are a few MB)."""
+    """Reads the header through a small window; what is not kept is seeked past."""
 
     def __init__(self, fh: BinaryIO, size: int, path: Path) -> None:
         self.fh, self.size, self.path = fh, size, path
         self.buf = b""
+        self.base = 0  # file offset of buf[0]
         self.pos = 0
 
     def fail(self, why: str) -> InvalidModel:
@@ -94,70 +126,86 @@ class _Reader:
             f"{self.path.name} is not a valid GGUF model: {why}", path=str(self.path)
         )
 
-    def tell(self) -> int:
-        return self.pos
-
-    def _need(self, n: int) -> None:
-        if n < 0 or self.pos + n > self.size:
+    def room(self, n: int) -> None:
+        """Fail unless ``n`` more bytes of header lie ahead, inside the file and the cap."""
+        if n > self.size - self.pos:
             raise self.fail("the file ends early (truncated?)")
-        if self.pos + n > len(self.buf):
-            want = max(self.pos + n, 2 * len(self.buf), 1 << 20)
-            self.buf += self.fh.read(want - len(self.buf))
+        if n > MAX_HEADER - self.pos:
+            raise self.fail(
+                f"its metadata and tensor table pass {MAX_HEADER >> 20} MiB "
+                "(real models need a few MB)"
+            )
+
+    def _window(self, n: int) -> int:
+        """Make ``n`` bytes at pos readable; return their offset in buf."""
+        self.room(n)
+        off = self.pos - self.base
+        if off + n > len(self.buf):
+            self.fh.seek(self.pos)
+            self.buf, self.base, off = self.fh.read(max(n, WINDOW)), self.pos, 0
+            if len(self.buf) < n:
+                raise self.fail("the file ends early (it shrank while being read?)")
+        return off
 
     def take(self, n: int) -> bytes:
-        self._need(n)
+        off = self._window(n)
         self.pos += n
-        return self.buf[self.pos - n : self.pos]
+        return self.buf[off : off + n]
 
-    def unpack(self, fmt: str) -> Any:
-        n = struct.calcsize(fmt)
-        self._need(n)
-        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+    def unpack(self, st: struct.Struct) -> Any:
+        off = self._window(st.size)
+        self.pos += st.size
+        return st.unpack_from(self.buf, off)[0]
+
+    def skip(self, n: int) -> None:
+        self.room(n)
         self.pos += n
-        return value
 
-    def string(self) -> str:
-        n = self.unpack("<Q")
-        if n > self.size - self.pos:
-            raise self.fail(f"the file ends inside a {n}-byte string (truncated?)")
-        return self.take(n).decode("utf-8", errors="replace")
+    def text(self, n: int, what: str) -> str:
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(f"{what} is not UTF-8 text") from None
 
     def skip_strings(self, count: int) -> None:
-        for _ in range(count):
-            n = self.unpack("<Q")
-            self._need(n)
-            self.pos += n
+        """Seek past ``count`` strings: only their 8-byte lengths are read."""
+        left = count
+        while left:
+            start = off = self._window(8)
+            buf, last = self.buf, len(self.buf) - 8
+            while left and off <= last:
+                off += 8 + _U64.unpack_from(buf, off)[0]
+                left -= 1
+            self.skip(off - start)  # the strings walked lie inside the file (or this fails)
 
     def value(self, vtype: int, keep_arrays: bool) -> Any:
         if vtype in _SCALARS:
             return self.unpack(_SCALARS[vtype])
-        if vtype == _STRING:
-            return self.string()
-        if vtype == _ARRAY:
-            itype, count = self.unpack("<I"), self.unpack("<Q")
-            if count > self.size - self.pos:
-                raise self.fail(f"the file ends inside a {count}-item array (truncated?)")
-            if keep_arrays:
-                return [self.value(itype, keep_arrays) for _ in range(count)]
-            if itype in _SCALARS:
-                self.take(count * struct.calcsize(_SCALARS[itype]))
-            elif itype == _STRING:
+        if vtype == t.STRING:
+            n = self.unpack(_U64)
+            if keep_arrays or n <= MAX_KEPT_STRING:
+                return self.take(n).decode("utf-8", errors="replace")
+            self.skip(n)
+            return Skipped(t.STRING, n, array=False)
+        if vtype != t.ARRAY:
+            raise self.fail(f"unknown metadata value type {vtype}")
+        itype, count = self.unpack(_U32), self.unpack(_U64)
+        if itype == t.ARRAY:
+            raise self.fail("it nests arrays in arrays (GGUF does not allow that)")
+        if itype == t.STRING:
+            self.room(count * 8)  # each string has at least its length
+            if not keep_arrays:
                 self.skip_strings(count)
-            else:
-                for _ in range(count):
-                    self.value(itype, keep_arrays)
-            return _Skipped(count)
-        raise self.fail(f"unknown metadata value type {vtype}")
-
-
-@dataclass(frozen=True)
-class _Skipped:
-    """Stands in for a metadata array that was not loaded; len() still works."""
-
-    count: int
-
-    def __len__(self) -> int:
-        return self.count
+                return Skipped(t.STRING, count)
+            return [self.take(self.unpack(_U64)).decode("utf-8", "replace") for _ in range(count)]
+        if itype not in _SCALARS:
+            raise self.fail(f"unknown metadata array type {itype}")
+        item = _SCALARS[itype]
+        if not keep_arrays:
+            self.skip(count * item.size)
+            return Skipped(itype, count)
+        data = self.take(count * item.size)
+        return list(struct.unpack(f"<{count}{item.format[1:]}", data))
 
 
 def read_gguf(path: Path, *, keep_arrays: bool = False) -> GGUFInfo:
@@ -168,40 +216,181 @@ def read_gguf(path: Path, *, keep_arrays: bool = False) -> GGUFInfo:
         fh = path.open("rb")
     except OSError as exc:
         raise InvalidModel(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
-    with fh:
-        r = _Reader(fh, size, path)
-        if size < 24 or r.take(4) != MAGIC:
-            raise r.fail("it does not start with the GGUF magic bytes")
-        version = r.unpack("<I")
-        if version not in (2, 3):
-            raise r.fail(f"unsupported GGUF version {version} (2 and 3 are supported)")
-        n_tensors, n_kv = r.unpack("<Q"), r.unpack("<Q")
-        if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
-            raise r.fail(f"implausible counts ({n_tensors} tensors, {n_kv} metadata keys)")
-        metadata: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = r.string()
-            metadata[key] = r.value(r.unpack("<I"), keep_arrays)
-        raw: list[tuple[str, tuple[int, ...], int, int]] = []
-        for _ in range(n_tensors):
-            name = r.string()
-            n_dims = r.unpack("<I")
-            if not 1 <= n_dims <= MAX_DIMS:
-                raise r.fail(f"tensor {name!r} has {n_dims} dimensions")
-            shape = tuple(r.unpack("<Q") for _ in range(n_dims))
-            raw.append((name, shape, r.unpack("<I"), r.unpack("<Q")))
-        align = int(metadata.get("general.alignment", 32)) or 32
-        data_start = -(-r.tell() // align) * align
-    tensors = []
-    for name, shape, ttype, offset in raw:
-        start = data_start + offset
-        count = 1
-        for dim in shape:
-            count *= dim
-        block, nbytes = TYPE_SIZES.get(ttype, (1, 0))
-        if count % block:
-            raise r.fail(f"tensor {name!r} has {count} elements, not a multiple of {block}")
-        if start + count // block * nbytes > size:
-            raise r.fail(f"tensor {name!r} lies past the end of the file (truncated?)")
-        tensors.append(Tensor(name, shape, ttype, start))
-    return GGUFInfo(path, version, metadata, tensors)
+    try:
+        with fh:
+            return _parse(_Reader(fh, size, path), keep_arrays)
+    except OSError as exc:  # an I/O error mid-read (a disk, a network share going away)
+        raise InvalidModel(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from exc
+
+
+def _parse(r: _Reader, keep_arrays: bool) -> GGUFInfo:
+    if r.size < 24 or r.take(4) != MAGIC:
+        raise r.fail("it does not start with the GGUF magic bytes")
+    version = r.unpack(_U32)
+    if version not in (2, 3):
+        raise r.fail(f"unsupported GGUF version {version} (2 and 3 are supported)")
+    n_tensors, n_kv = r.unpack(_U64), r.unpack(_U64)
+    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
+        raise r.fail(f"implausible counts ({n_tensors} tensors, {n_kv} metadata keys)")
+    metadata: dict[str, Any] = {}
+    vtypes: dict[str, tuple[int, int | None]] = {}  # key -> (value type, array item type)
+    for _ in range(n_kv):
+        n = r.unpack(_U64)
+        if not 0 < n <= MAX_KEY:
+            raise r.fail(f"a metadata key is {n} bytes long (1 to {MAX_KEY} are allowed)")
+        key = r.text(n, "a metadata key")
+        if key in metadata:
+            raise r.fail(f"metadata key {shorten(key)} appears twice")
+        vtype = r.unpack(_U32)
+        value = r.value(vtype, keep_arrays)
+        metadata[key] = value
+        item = value.item_type if isinstance(value, Skipped) and value.array else None
+        vtypes[key] = (vtype, item if vtype == t.ARRAY else None)
+    _check_kinds(r, metadata, vtypes)
+    align = metadata.get("general.alignment", 32)
+    if not 0 < align <= MAX_ALIGNMENT or align & (align - 1):
+        raise r.fail(f"general.alignment {align} is not a power of two up to {MAX_ALIGNMENT}")
+    raw: list[tuple[str, tuple[int, ...], int, int, int]] = []
+    seen: set[str] = set()
+    for _ in range(n_tensors):
+        raw.append(_tensor_info(r))
+        if raw[-1][0] in seen:
+            raise r.fail(f"tensor {shorten(raw[-1][0])} appears twice")
+        seen.add(raw[-1][0])
+    data_start = -(-r.pos // align) * align
+    tensors, expected = [], 0
+    for name, shape, ttype, offset, nbytes in raw:
+        if offset != expected:
+            raise r.fail(
+                f"tensor {shorten(name)} starts at byte {offset} of the data, not {expected}: "
+                f"tensors must follow each other in order, aligned to {align} bytes, "
+                "without gaps or overlaps"
+            )
+        if data_start + offset + nbytes > r.size:
+            raise r.fail(f"tensor {shorten(name)} lies past the end of the file (truncated?)")
+        tensors.append(Tensor(name, shape, ttype, data_start + offset))
+        expected += -(-nbytes // align) * align
+    return GGUFInfo(r.path, version, metadata, tensors)
+
+
+def _tensor_info(r: _Reader) -> tuple[str, tuple[int, ...], int, int, int]:
+    """One tensor table entry, checked as ggml checks it: (name, shape, type, offset, bytes)."""
+    n = r.unpack(_U64)
+    if not 0 < n <= MAX_TENSOR_NAME:
+        raise r.fail(f"a tensor name is {n} bytes long (1 to {MAX_TENSOR_NAME} are allowed)")
+    name = r.text(n, "a tensor name")
+    n_dims = r.unpack(_U32)
+    if not 1 <= n_dims <= MAX_DIMS:
+        raise r.fail(f"tensor {shorten(name)} has {n_dims} dimensions (1 to {MAX_DIMS})")
+    shape = tuple(r.unpack(_U64) for _ in range(n_dims))
+    count = 1
+    for dim in shape:
+        count *= dim
+        if dim == 0 or count > INT64_MAX:
+            raise r.fail(f"tensor {shorten(name)} has an impossible shape {list(shape)}")
+    ttype = r.unpack(_U32)
+    type_name, block, block_bytes = t.TENSOR_TYPES.get(ttype, (f"type{ttype}", 0, 0))
+    if block == 0:
+        raise r.fail(
+            f"tensor {shorten(name)} has type {type_name}, which ggml does not know "
+            "or no longer supports"
+        )
+    if shape[0] % block:
+        raise r.fail(
+            f"tensor {shorten(name)} has rows of {shape[0]} elements, not whole "
+            f"{type_name} blocks of {block}"
+        )
+    return name, shape, ttype, r.unpack(_U64), count // block * block_bytes
+
+
+def _kind_of(key: str, kinds: dict[str, str]) -> str | None:
+    kind = kinds.get(key)
+    if kind is None and key.startswith("tokenizer.ggml."):
+        kind = next((k for p, k in kinds.items() if "*" in p and fnmatch.fnmatchcase(key, p)), None)
+    return kind
+
+
+def _check_kinds(
+    r: _Reader, metadata: dict[str, Any], vtypes: dict[str, tuple[int, int | None]]
+) -> None:
+    """Every value Hearth or llama.cpp interprets has the type it must have."""
+    arch_type = vtypes.get("general.architecture", (t.STRING, None))
+    if not _fits("name", metadata.get("general.architecture", ""), *arch_type):
+        raise r.fail(f"metadata general.architecture must be {t.KINDS['name']}")
+    arch = str(metadata.get("general.architecture", "unknown"))
+    kinds = {k.replace("{arch}", arch): v for k, v in t.KEY_KINDS.items()}
+    for key, value in metadata.items():
+        kind = _kind_of(key, kinds)
+        if kind is not None and not _fits(kind, value, *vtypes[key]):
+            vtype, item = vtypes[key]
+            got = t.VALUE_TYPE_NAMES[vtype] if vtype < len(t.VALUE_TYPE_NAMES) else "?"
+            if item is not None:
+                got = f"an array of {t.VALUE_TYPE_NAMES[item]}"
+            raise r.fail(f"metadata {shorten(key)} must be {t.KINDS[kind]}, not {got}")
+
+
+def _fits(kind: str, value: Any, vtype: int, item: int | None) -> bool:
+    if kind == "u32":
+        return vtype == t.U32
+    if kind in ("count", "counts") and vtype in t.INTEGERS:
+        return bool(value >= 0)
+    if kind == "real":
+        return vtype in t.REALS and math.isfinite(value)
+    if kind == "name":
+        return isinstance(value, str) and len(value) <= t.MAX_NAME_CHARS
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "flag":
+        return vtype == t.BOOL
+    if vtype != t.ARRAY:
+        return False
+    items = {"counts": t.INTEGERS, "ints": t.INTEGERS, "reals": t.REALS, "strings": {t.STRING}}
+    if isinstance(value, Skipped):
+        return value.item_type in items.get(kind, ())
+    if kind == "strings":
+        return all(isinstance(v, str) for v in value)
+    if kind in ("counts", "ints"):
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in value) and (
+            kind == "ints" or all(v >= 0 for v in value)
+        )
+    if kind == "reals":
+        return all(isinstance(v, float) for v in value)
+    return False
+
+
+class HeaderCache:
+    """Parsed headers by (path, size, mtime), so a model is not re-read on every request.
+
+    The daemon checks a GGUF each time an MLX chat names it; parsing a large header
+    takes a while, and its answer changes only when the file does. Verdicts are
+    cached too: a broken file is parsed once, not once per `models list`.
+    """
+
+    def __init__(self, capacity: int = 32) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, int, int], GGUFInfo | InvalidModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, path: Path) -> GGUFInfo:
+        path = Path(path)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise InvalidModel(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+        if entry is None:
+            try:
+                entry = read_gguf(path)
+            except InvalidModel as exc:
+                entry = exc
+            with self._lock:
+                self._entries[key] = entry
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+        if isinstance(entry, InvalidModel):
+            raise InvalidModel(entry.message, **entry.data)
+        return entry

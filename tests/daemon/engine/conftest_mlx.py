@@ -6,7 +6,6 @@ Imported explicitly by the test_mlx_* modules (it is not a pytest conftest).
 from __future__ import annotations
 
 import importlib.util
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from daemon.engine.backend import Backend, Sampling
 from daemon.engine.gguf import read_gguf
+from tests.daemon.engine import ggufwrite
 
 PROMPTS = [
     "Rewrite more politely: give me the report now.",
@@ -56,46 +56,16 @@ def take(backend: Backend, prompt: list[int], n: int, sampling: Sampling = GREED
     return out
 
 
-# --- a minimal GGUF writer, for files the engine must refuse or for exact references ---
+# --- GGUF files we craft: refused ones, or exact references ---
 
-GGML_F32, GGML_Q4_1, GGML_Q4_K = 0, 3, 12
-
-
-def _string(value: str) -> bytes:
-    data = value.encode()
-    return struct.pack("<Q", len(data)) + data
-
-
-def _value(value: Any) -> bytes:
-    if isinstance(value, bool):
-        return struct.pack("<I?", 7, value)
-    if isinstance(value, int):
-        return struct.pack("<II", 4, value)
-    if isinstance(value, float):
-        return struct.pack("<If", 6, value)
-    if isinstance(value, str):
-        return struct.pack("<I", 8) + _string(value)
-    if all(isinstance(v, str) for v in value):
-        return struct.pack("<IIQ", 9, 8, len(value)) + b"".join(_string(v) for v in value)
-    return struct.pack("<IIQ", 9, 5, len(value)) + struct.pack(f"<{len(value)}i", *value)
+GGML_F32, GGML_Q4_1, GGML_Q4_K = ggufwrite.GGML_F32, ggufwrite.GGML_Q4_1, ggufwrite.GGML_Q4_K
 
 
 def write_gguf(
     path: Path, metadata: dict[str, Any], tensors: list[tuple[str, tuple[int, ...], int, bytes]]
 ) -> Path:
     """Write a GGUF v3 file; tensors are (name, GGUF shape, ggml type, raw data)."""
-    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata))
-    head += b"".join(_string(k) + _value(v) for k, v in metadata.items())
-    blobs, offset = [], 0
-    for name, shape, ggml_type, data in tensors:
-        head += _string(name) + struct.pack(
-            f"<I{len(shape)}QIQ", len(shape), *shape, ggml_type, offset
-        )
-        blobs.append(data + b"\0" * (-len(data) % 32))
-        offset += len(blobs[-1])
-    head += b"\0" * (-len(head) % 32)
-    path.write_bytes(head + b"".join(blobs))
-    return path
+    return ggufwrite.write(path, metadata, [ggufwrite.T(*tensor) for tensor in tensors])
 
 
 def tiny_llama_metadata(**overrides: Any) -> dict[str, Any]:
@@ -151,7 +121,9 @@ def tiny_llama_tensors(
         ("attn_q", (32, 32)), ("attn_k", (32, 32)), ("attn_v", (32, 32)), ("attn_output", (32, 32)),
         ("ffn_gate", (32, 64)), ("ffn_up", (32, 64)), ("ffn_down", (64, 32)),
     ]:  # fmt: skip
-        kind = GGML_F32 if ggml_type == GGML_Q4_K and shape[0] * shape[1] % 256 else ggml_type
+        kind = ggml_type
+        if ggml_type == GGML_Q4_K:  # K-quant rows are 256-element blocks: one such tensor
+            kind, shape = (GGML_Q4_K, (256, 8)) if part == "ffn_up" else (GGML_F32, shape)
         out.append(tensor(f"blk.0.{part}.weight", shape, kind))
     out += [tensor(f"blk.0.{n}.weight", (32,), GGML_F32) for n in ("attn_norm", "ffn_norm")]
     return out
