@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from daemon.config import Config
-from daemon.engine.gguf import read_gguf
 from daemon.engine.memory import MemoryGuard
 from daemon.engine.registry import ModelInfo, Registry
 from daemon.engine.scheduler import Scheduler
@@ -65,7 +64,9 @@ class App:
         return choice
 
     def engine_for(self, model: ModelInfo, requested: str | None) -> str:
-        """The engine that will serve ``model``: never a silent switch from what was asked."""
+        """The engine that will serve ``model``: never a silent switch from what was asked.
+
+        It may read the model's header: call it off the event loop (asyncio.to_thread)."""
         choice = self.chosen_engine(model, requested)
         if choice == "llamacpp" and model.format != "gguf":
             raise EngineUnavailable(
@@ -82,8 +83,15 @@ class App:
         if choice == "mlx" and model.format == "gguf":
             from daemon.engine.mlx_gguf import check_mlx_gguf
 
-            check_mlx_gguf(read_gguf(Path(model.path)))  # a clear error before any runner starts
+            # a clear error before any runner starts; the header is cached per file version
+            check_mlx_gguf(self.registry.headers.read(Path(model.path)))
         return choice
+
+    def resolve_engine(self, name: str | None, requested: str | None) -> tuple[ModelInfo, str]:
+        """The model a request names and the engine that serves it. Both may read model
+        files (a new file is hashed, a GGUF's header parsed): call it off the event loop."""
+        model = self.registry.resolve(name)
+        return model, self.engine_for(model, requested)
 
     def engines_for(self, model: ModelInfo) -> list[str]:
         """The engines that can serve ``model`` on this machine."""

@@ -76,9 +76,14 @@ class Client:
             line = self.reader.readline()
         except OSError as exc:
             raise DaemonUnavailable(f"lost the connection to the daemon ({exc.strerror})") from exc
-        if not line:
+        if not line.endswith(b"\n"):  # the end, perhaps mid-reply (the daemon dropped us)
             return None
-        msg: dict[str, Any] = json.loads(line)
+        try:
+            msg: dict[str, Any] = json.loads(line)
+        except ValueError:
+            raise DaemonUnavailable(
+                f"the daemon sent a malformed reply ({len(line)} bytes); closing"
+            ) from None
         if "error" in msg and msg.get("id") is None:
             raise from_rpc(msg["error"])
         return msg

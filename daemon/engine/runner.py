@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
@@ -41,7 +42,7 @@ from daemon.engine.context import ContextWindow
 from daemon.engine.cpu import CpuShare, lower_this_thread
 from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
-from daemon.errors import ContextTooLong
+from daemon.errors import ContextTooLong, HearthError
 
 DELTA_EVERY_S = 0.02  # at most ~50 deltas a second: smooth to read, cheap to carry
 
@@ -204,6 +205,46 @@ def _read_commands(runner: Runner, jobs: Queue[dict[str, Any] | None]) -> None:
     jobs.put(None)  # the daemon closed our stdin: exit
 
 
+def _load(engine: str, model: Path, n_ctx: int, out: IO[str]) -> tuple[Backend, Any] | None:
+    """Load the model, or tell the daemon why not: a typed error event, then None.
+
+    Returns the backend and what must live as long as it (llama.cpp's log hooks).
+
+    The traceback goes to the runner log; for llama.cpp, so do its error lines and the
+    message of an abort (which would otherwise go to /dev/null, see llamacpp_log)."""
+
+    def report(kind: str, message: str) -> None:
+        out.write(json.dumps({"event": "error", "kind": kind, "message": message}) + "\n")
+        out.flush()
+
+    diagnostics = None
+    if engine == "llamacpp":
+        from daemon.engine.llamacpp_log import LlamaLog
+
+        diagnostics = LlamaLog(
+            sys.stderr.fileno(),
+            lambda text: report(
+                "engine_unavailable", f"llama.cpp aborted loading {model.name}: {text}"
+            ),
+        )
+    try:
+        backend = load_backend(engine, model, n_ctx)
+    except Exception as exc:
+        print(f"runner {os.getpid()}: {engine} could not load {model}", file=sys.stderr)
+        traceback.print_exc()
+        if isinstance(exc, HearthError):
+            report(exc.kind, exc.message)
+        else:  # the engine's own error: said with llama.cpp's words when it logged some
+            cause = (diagnostics.cause() if diagnostics else "") or f"{type(exc).__name__}: {exc}"
+            report(
+                "engine_unavailable", f"the {engine} engine could not load {model.name}: {cause}"
+            )
+        return None
+    if diagnostics is not None:
+        diagnostics.on_abort = None  # from now on events carry request ids: log only
+    return backend, diagnostics
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Hearth model runner (started by the daemon)")
     parser.add_argument("engine")
@@ -218,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     confine_runner()
     install(report_to(sys.stderr))  # the socket guard too: refusals go to the runner log
     cpu = CpuShare().start()  # sampling while the model loads: a first choice is ready
-    backend = load_backend(args.engine, args.model, args.n_ctx)
+    loaded = _load(args.engine, args.model, args.n_ctx, out)
+    if loaded is None:
+        return 1
+    backend, _hooks = loaded
     runner = Runner(backend, out, cpu)
     runner.emit(
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ async def generate(
     if defaults is None:
         defaults = chat_defaults(app.config)
     job_params = {"messages": messages, **defaults, **p.generation_options(params)}
-    model = app.registry.resolve(p.optional_str(params, "model"))
-    engine = app.engine_for(model, p.engine(params))
+    model, engine = await asyncio.to_thread(
+        app.resolve_engine, p.optional_str(params, "model"), p.engine(params)
+    )
 
     def on_delta(text: str, tokens: int) -> None:
         if cleaner is not None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import InvalidParams
+from daemon.errors import InvalidParams, ModelNotFound
 from daemon.methods import params as p
 from daemon.rpc import Call, Register
 
@@ -28,20 +29,22 @@ async def list_models(call: Call, params: dict[str, Any]) -> dict[str, Any]:
                 "loaded_on": sorted(e for (m, e) in loaded if m == model.name),
             }
         )
-    return {"models": out, "default": app.registry.resolve(None).name if models else None}
+    default = await asyncio.to_thread(app.registry.resolve, None) if models else None
+    return {"models": out, "default": default.name if default else None}
 
 
 async def load(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
-    model = app.registry.resolve(p.required_str(params, "model"))
-    engine = app.engine_for(model, p.optional_str(params, "engine"))
+    model, engine = await asyncio.to_thread(
+        app.resolve_engine, p.required_str(params, "model"), p.optional_str(params, "engine")
+    )
     runner = await app.scheduler.load(model.name, engine, Path(model.path))
     return {"model": model.name, "engine": engine, "pid": runner.pid}
 
 
 async def unload(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
-    model = app.registry.resolve(p.required_str(params, "model"))
+    model = await asyncio.to_thread(app.registry.resolve, p.required_str(params, "model"))
     return {"model": model.name, "unloaded": await app.scheduler.unload(model.name)}
 
 
@@ -54,7 +57,8 @@ async def import_model(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 async def remove(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
     name = p.required_str(params, "model")
-    await app.scheduler.unload(app.registry.resolve(name).name)
+    with contextlib.suppress(ModelNotFound):  # a file that cannot be described: remove() finds it
+        await app.scheduler.unload((await asyncio.to_thread(app.registry.resolve, name)).name)
     info = await asyncio.to_thread(app.registry.remove, name)
     return info.to_dict()
 
@@ -64,14 +68,14 @@ async def convert(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
     if params.get("to", "mlx") != "mlx":
         raise InvalidParams("only conversion to mlx is supported", field="to")
-    model = app.registry.resolve(p.required_str(params, "model"))
+    model = await asyncio.to_thread(app.registry.resolve, p.required_str(params, "model"))
     if model.format != "gguf":
         raise InvalidParams(f"{model.name} is already an MLX model", field="model")
     from daemon.engine.convert import convert_gguf_to_mlx
 
     target = app.paths.models / f"{model.name}-mlx"
     await asyncio.to_thread(convert_gguf_to_mlx, Path(model.path), target)
-    return app.registry.resolve(target.name).to_dict()
+    return (await asyncio.to_thread(app.registry.resolve, target.name)).to_dict()
 
 
 def register(add: Register) -> None:

@@ -43,6 +43,14 @@ class Typed:
 
 
 @dataclass(frozen=True)
+class Raw:
+    """A metadata value given as its type tag and the exact bytes that follow it."""
+
+    type: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class T:
     """A tensor: GGUF shape (innermost first), ggml type, optional raw data and offset."""
 
@@ -93,7 +101,7 @@ def payload(vtype: int, value: Any, item: int | None = None) -> bytes:
         assert item is not None
         head = struct.pack("<IQ", item, len(value))
         if item == ARRAY:  # arrays of arrays: values are Typed arrays
-            return head + b"".join(payload(v.item, v.value, None) for v in value)
+            return head + b"".join(payload(ARRAY, v.value, v.item) for v in value)
         if item == STRING:
             return head + b"".join(string(v) for v in value)
         return head + struct.pack(f"<{len(value)}{_FORMATS[item]}", *value)
@@ -101,6 +109,8 @@ def payload(vtype: int, value: Any, item: int | None = None) -> bytes:
 
 
 def kv(key: str | bytes, value: Any) -> bytes:
+    if isinstance(value, Raw):
+        return string(key) + struct.pack("<I", value.type) + value.payload
     v = typed(value)
     return string(key) + struct.pack("<I", v.type) + payload(v.type, v.value, v.item)
 
