@@ -16,7 +16,6 @@ import ctypes
 import os
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 # ggml.h's enum ggml_log_level (llama-cpp-python's _logger maps an older numbering)
@@ -37,11 +36,11 @@ class LlamaLog:
         self._log_callback = llama_cpp.llama_log_callback(self._log)
         llama_cpp.llama_log_set(self._log_callback, ctypes.c_void_p(0))
         self._abort_callback: Any = None
-        ggml = _ggml_base(Path(llama_cpp.__file__).parent / "lib")
-        if ggml is not None:
+        hook = _ggml_function("ggml_set_abort_callback")
+        if hook is not None:
             self._abort_callback = _ABORT_CALLBACK(self._abort)
-            ggml.ggml_set_abort_callback.restype = ctypes.c_void_p
-            ggml.ggml_set_abort_callback(self._abort_callback)
+            hook.restype = ctypes.c_void_p
+            hook(self._abort_callback)
 
     def cause(self) -> str:
         """llama.cpp's last error lines, joined: why the load failed, in its words."""
@@ -64,12 +63,19 @@ class LlamaLog:
         text = message.decode("utf-8", "replace")
         self._write(f"llama.cpp aborted: {text}\n")
         if self.on_abort is not None:
-            self.on_abort(text)
+            where, _, what = text.partition(" ")  # "/build/dir/src/llama-vocab.cpp:2544: …"
+            self.on_abort(f"{where.rpartition('/')[2]} {what}")
 
 
-def _ggml_base(folder: Path) -> Any:
-    """libggml-base as llama-cpp-python ships it, or None (a build without one)."""
-    for name in ("libggml-base.so", "libggml-base.dylib", "ggml-base.dll"):
-        if (folder / name).exists():
-            return ctypes.CDLL(str(folder / name))
-    return None
+def _ggml_function(name: str) -> Any:
+    """A ggml function as libllama itself links it, or None.
+
+    Looked up through libllama's handle (dlsym searches its dependencies): wheels hold
+    copies, not symlinks, of libggml-base, so opening one by path could load a second
+    copy whose abort callback llama.cpp never calls."""
+    from llama_cpp import llama_cpp
+
+    try:
+        return getattr(llama_cpp._lib, name)
+    except AttributeError:  # another build of llama-cpp-python, or Windows
+        return None

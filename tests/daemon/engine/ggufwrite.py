@@ -22,6 +22,21 @@ from typing import Any
 
 # GGUF value types
 U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
+VALUE_NAMES = (
+    "u8",
+    "i8",
+    "u16",
+    "i16",
+    "u32",
+    "i32",
+    "f32",
+    "bool",
+    "str",
+    "arr",
+    "u64",
+    "i64",
+    "f64",
+)
 _FORMATS = {U8: "B", I8: "b", U16: "H", I16: "h", U32: "I", I32: "i", F32: "f", BOOL: "?",
             U64: "Q", I64: "q", F64: "d"}  # fmt: skip
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -125,3 +127,74 @@ def test_special_tokens_and_template_come_from_the_metadata(info: GGUFInfo) -> N
     assert tokenizer.special_tokens() == {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}
     assert tokenizer.chat_template is not None and "<|im_start|>" in tokenizer.chat_template
     assert tokenizer.encode("<|im_start|>user") == [1, 4093]  # parsed, no BOS added
+
+
+def test_a_huge_block_count_is_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    metadata = tiny_llama_metadata(**{"llama.block_count": 2**32 - 1})
+    path = write_gguf(tmp_path / "blocks.gguf", metadata, tiny_llama_tensors())
+    cap = 512 << 20  # the check once built a set of 9 x block_count names: 4.3 GB and counting
+    script = (
+        "import resource, sys\n"
+        f"resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))\n"
+        "from daemon.engine.gguf import read_gguf\n"
+        "from daemon.engine.mlx_gguf import check_mlx_gguf\n"
+        "from daemon.errors import InvalidModel\n"
+        "try:\n"
+        f"    check_mlx_gguf(read_gguf({str(path)!r}))\n"
+        "except InvalidModel as exc:\n"
+        "    print(exc.message)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "block_count is 4294967295" in out.stdout and "512" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("tensors", "message"),
+    [
+        ([("blk.7.attn_q.weight", (32, 32), 0, bytes(4096))], "unexpected tensor blk.7.attn_q"),
+        ([("blk.00000000000000000001.attn_q.weight", (32,), 0, bytes(128))], "unexpected tensor"),
+    ],
+)
+def test_block_tensors_are_checked_by_pattern_against_block_count(
+    tmp_path: Path, tensors: list[tuple[str, tuple[int, ...], int, bytes]], message: str
+) -> None:
+    path = write_gguf(tmp_path / "x.gguf", tiny_llama_metadata(), tiny_llama_tensors() + tensors)
+    with pytest.raises(InvalidModel, match=message):
+        check_mlx_gguf(read_gguf(path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {
+                "tokenizer.ggml.tokens": ["<s>", "a", "b", "ab", "ba"],
+                "tokenizer.ggml.token_type": [3, 1, 1, 1, 1],
+            },
+            "the vocabulary has 5 tokens but token_embd.weight has 4 rows",
+        ),
+        ({"tokenizer.ggml.bos_token_id": 4}, "bos_token_id is 4, past the 4-token vocabulary"),
+        ({"tokenizer.ggml.eos_token_id": 1000}, "eos_token_id is 1000"),
+    ],
+)
+def test_every_token_must_have_an_embedding_row(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    path = write_gguf(
+        tmp_path / "v.gguf", tiny_llama_metadata(**overrides), tiny_llama_tensors(seed=1)
+    )
+    with pytest.raises(InvalidModel, match="cannot run on the MLX engine") as caught:
+        check_mlx_gguf(read_gguf(path))
+    assert message in caught.value.message
+    with pytest.raises(InvalidModel, match=message):  # the runner checks again when it loads
+        _mlx().load(path, n_ctx=64)
+
+
+def test_a_vocabulary_listing_a_token_twice_is_refused(tmp_path: Path) -> None:
+    metadata = tiny_llama_metadata(**{"tokenizer.ggml.tokens": ["<s>", "a", "a", "ab"]})
+    path = write_gguf(tmp_path / "d.gguf", metadata, tiny_llama_tensors())
+    with pytest.raises(InvalidModel, match="lists the token 'a' twice"):
+        gguf_tokenizer(read_gguf(path, keep_arrays=True))
