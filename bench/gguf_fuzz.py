@@ -15,6 +15,7 @@ The process runs under an address-space limit (--cap-mb), so a runaway allocatio
 fails as MemoryError instead of exhausting the machine.
 
     .venv/bin/python bench/gguf_fuzz.py [--mutants 20000] [--seed 1] [--truncations] [--json]
+    .venv/bin/python bench/gguf_fuzz.py --worst   # time and memory of the largest headers
 
 tests/daemon/engine/test_gguf_fuzz.py runs 400 mutants of it.
 """
@@ -26,6 +27,7 @@ import contextlib
 import json
 import random
 import resource
+import struct
 import sys
 import tempfile
 import time
@@ -324,6 +326,60 @@ def _gist(message: str) -> str:
     return " ".join(x for x in words if not any(c.isdigit() for c in x) and "'" not in x)[:80]
 
 
+def worst_cases() -> list[tuple[str, float, float, str]]:
+    """Time and traced memory of the biggest headers the reader must get through (or refuse
+    at once): (case, seconds, peak MB, verdict). Sparse files, so they cost no disk."""
+    from daemon.engine.gguf import MAX_HEADER
+    from daemon.engine.registry import default_model_path
+
+    def array_file(path: Path, item: int, count: int, size: int) -> Path:
+        head = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + w.string("x.big")
+        head += struct.pack("<IIQ", w.ARRAY, item, count)
+        with path.open("wb") as fh:
+            fh.write(head)
+            fh.truncate(len(head) + count * size)
+        return path
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ggfz-") as tmp:
+        default = default_model_path()
+        cases: list[tuple[str, Callable[[], Any]]] = []
+        if default is not None:
+            cases += [
+                ("the default model (49,152-token vocabulary)", lambda: read_gguf(default)),
+                ("the same, vocabulary kept (the MLX runner)",
+                 lambda: read_gguf(default, keep_arrays=True)),
+            ]  # fmt: skip
+        fits = (MAX_HEADER - 100) // 8
+        strings = array_file(Path(tmp) / "s.gguf", w.STRING, fits, 8)
+        small = array_file(Path(tmp) / "u.gguf", w.U8, MAX_HEADER - 100, 1)
+        huge = array_file(Path(tmp) / "h.gguf", w.U8, 3_000_000_000, 1)
+        many = array_file(Path(tmp) / "m.gguf", w.STRING, 12_000_000, 8)
+        cases += [
+            (f"{fits:,} empty strings (the 64 MiB cap)", lambda: read_gguf(strings)),
+            ("a 64 MB u8 array, skipped", lambda: read_gguf(small)),
+            ("a 3 GB u8 array (refused)", lambda: read_gguf(huge)),
+            ("12,000,000 empty strings (refused)", lambda: read_gguf(many)),
+        ]
+        for name, fn in cases:
+            start = time.perf_counter()
+            verdict = _verdict(fn)
+            seconds = time.perf_counter() - start
+            tracemalloc.start()  # a second run for memory: tracing slows the parse ~10x
+            _verdict(fn)
+            rows.append((name, seconds, tracemalloc.get_traced_memory()[1] / 1e6, verdict))
+            tracemalloc.stop()
+    return rows
+
+
+def _verdict(fn: Callable[[], Any]) -> str:
+    try:
+        fn()
+    except InvalidModel:
+        return "refused"
+    return "accepted"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mutants", type=int, default=20_000)
@@ -333,7 +389,13 @@ def main() -> int:
     parser.add_argument("--max-mb", type=float, default=16.0, help="traced memory per file")
     parser.add_argument("--cap-mb", type=int, default=2048, help="address-space limit")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--worst", action="store_true", help="time the largest headers only")
     args = parser.parse_args()
+    if args.worst:
+        print("| header | s | traced MB | verdict |\n| --- | ---: | ---: | --- |")
+        for name, seconds, mb, verdict in worst_cases():
+            print(f"| {name} | {seconds:.2f} | {mb:.1f} | {verdict} |")
+        return 0
     cap = args.cap_mb << 20
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     cases: Iterator[tuple[str, bytes]] = mutants(args.seed, args.mutants)

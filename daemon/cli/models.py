@@ -30,6 +30,9 @@ def cmd_list(args: argparse.Namespace) -> int:
               f"{size:>7} {m['context_length']:>7}  {engine:<9} {also:<9} {loaded:<9}  "
               f"{m['sha256'][:12]}")  # fmt: skip
     print("* the default model. ENGINE serves it unless a request names another.")
+    for skipped in listing.get("skipped", []):
+        print(f"skipped {skipped['path']}: {skipped['reason']}\n"
+              f"  (`hearth models rm {skipped['name']}` deletes it)")  # fmt: skip
     return 0
 
 

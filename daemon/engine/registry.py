@@ -40,6 +40,18 @@ class ModelInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file in the models dir that cannot be described, and why."""
+
+    name: str
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def model_name(path: Path) -> str:
     stem = path.name[: -len(".gguf")] if path.name.endswith(".gguf") else path.name
     return re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-.")
@@ -76,24 +88,28 @@ class Registry:
                     found.append((entry, False))
         return found
 
-    def list(self) -> list[ModelInfo]:
-        """Every model that can be described. A file that cannot be (dropped in by hand,
-        or imported by an older Hearth) is skipped and logged: one bad file must not
-        hide the others, the built-in model included."""
+    def scan(self) -> tuple[list[ModelInfo], list[Skipped]]:
+        """Every model that can be described, and the files that cannot be (dropped in by
+        hand, or imported by an older Hearth): those are skipped and logged, since one
+        bad file must not hide the others, the built-in model included."""
         cache = self._load_cache()
-        models, seen = [], set()
+        models, skipped, seen = [], [], set()
         for path, builtin in self._candidates():
             try:
                 info = self._describe(path, builtin, cache)
             except Exception as exc:  # whatever it is, it must not break the listing
-                reason = exc.message if isinstance(exc, InvalidModel) else repr(exc)
-                log.warning("skipping %s: %s", path, reason[:500])
+                reason = (exc.message if isinstance(exc, InvalidModel) else repr(exc))[:500]
+                log.warning("skipping %s: %s", path, reason)
+                skipped.append(Skipped(model_name(path), str(path), reason))
                 continue
             if info.name not in seen:
                 seen.add(info.name)
                 models.append(info)
         self._save_cache(cache)
-        return models
+        return models, skipped
+
+    def list(self) -> list[ModelInfo]:
+        return self.scan()[0]
 
     def resolve(self, name: str | None) -> ModelInfo:
         wanted = (name or self.default).lower()
@@ -237,7 +253,7 @@ def _mlx_config(path: Path) -> dict[str, Any]:
         and isinstance(config.get("model_type", ""), str)
         and isinstance(ctx, int)
         and ctx > 0
-        and (quant is None or (isinstance(quant, dict) and isinstance(quant.get("bits"), int)))
+        and (not quant or (isinstance(quant, dict) and isinstance(quant.get("bits"), int)))
     ):
         raise InvalidModel(
             f"{path}/config.json is not an MLX model config (model_type, "

@@ -15,7 +15,7 @@ from daemon.rpc import Call, Register
 async def list_models(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
     loaded = {(r["model"], r["engine"]) for r in app.scheduler.runners()}
-    models = await asyncio.to_thread(app.registry.list)
+    models, skipped = await asyncio.to_thread(app.registry.scan)
     out = []
     for model in models:
         engines = await asyncio.to_thread(app.engines_for, model)
@@ -30,7 +30,11 @@ async def list_models(call: Call, params: dict[str, Any]) -> dict[str, Any]:
             }
         )
     default = await asyncio.to_thread(app.registry.resolve, None) if models else None
-    return {"models": out, "default": default.name if default else None}
+    return {
+        "models": out,
+        "default": default.name if default else None,
+        "skipped": [s.to_dict() for s in skipped],
+    }
 
 
 async def load(call: Call, params: dict[str, Any]) -> dict[str, Any]:

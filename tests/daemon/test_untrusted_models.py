@@ -4,6 +4,8 @@ and the daemon, its other models and its event loop keep working, across restart
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,10 +60,18 @@ def test_a_broken_file_already_in_the_models_dir_is_skipped_and_can_be_removed(
     daemon = start_daemon(home)
     try:
         _works(daemon)
+        cli = subprocess.run(
+            [sys.executable, "-m", "daemon", "models", "list"],
+            env=daemon.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "skipped" in cli.stdout and "hearth models rm old" in cli.stdout, cli.stderr
         with daemon.client() as c:
-            names = [m["name"] for m in c.call("models.list")["models"]]
-            assert "old" not in names
+            listing = c.call("models.list")
+            assert "old" not in [m["name"] for m in listing["models"]]
+            assert [s["name"] for s in listing["skipped"]] == ["old"]
+            assert "llama.context_length" in listing["skipped"][0]["reason"]
             assert c.call("models.rm", {"model": "old"})["name"] == "old"
+            assert c.call("models.list")["skipped"] == []
         assert not (models / "old.gguf").exists()
         log = (home / "logs" / "daemon.log").read_text()
         assert "skipping" in log and "old.gguf" in log and "llama.context_length" in log
