@@ -146,6 +146,8 @@ def mutate(rng: random.Random, data: bytes, layout: tuple[list[tuple[int, int]],
     numbers, head_end = layout
     out = bytearray(data)
     for _ in range(1 if rng.random() < 0.75 else 2):
+        if not out:  # an earlier edit truncated it all
+            break
         how = rng.random()
         if how < 0.45:  # a count, length, type, dimension or offset set to an edge value
             pos, width = rng.choice(numbers)
