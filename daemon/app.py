@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import platform
@@ -53,6 +54,9 @@ class App:
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     plugins: PluginHost | None = None  # set in serve(), once the app it serves exists
+    # Requests look their model up off the event loop; this keeps them joining the
+    # model's queue in the order they arrived (asyncio.Lock wakes waiters in order).
+    admission: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def chosen_engine(self, model: ModelInfo, requested: str | None) -> str:
         """The engine asked for (the request's, else the config's), with auto resolved."""

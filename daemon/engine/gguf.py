@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import stat
 import struct
 import threading
 from collections import OrderedDict
@@ -212,7 +213,10 @@ def read_gguf(path: Path, *, keep_arrays: bool = False) -> GGUFInfo:
     """Parse and validate a GGUF file's header; raise InvalidModel on anything off."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block open() until written to
+            raise InvalidModel(f"{path} is not a regular file", path=str(path))
+        size = info.st_size
         fh = path.open("rb")
     except OSError as exc:
         raise InvalidModel(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
@@ -379,10 +383,10 @@ class HeaderCache:
     def read(self, path: Path) -> GGUFInfo:
         path = Path(path)
         try:
-            stat = path.stat()
+            st = path.stat()
         except OSError as exc:
             raise InvalidModel(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        key = (str(path), st.st_size, st.st_mtime_ns)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:

@@ -25,9 +25,6 @@ async def generate(
     if defaults is None:
         defaults = chat_defaults(app.config)
     job_params = {"messages": messages, **defaults, **p.generation_options(params)}
-    model, engine = await asyncio.to_thread(
-        app.resolve_engine, p.optional_str(params, "model"), p.engine(params)
-    )
 
     def on_delta(text: str, tokens: int) -> None:
         if cleaner is not None:
@@ -35,9 +32,13 @@ async def generate(
         if text:
             call.notify(event, {"id": call.id, "text": text, "tokens": tokens})
 
-    job = await app.scheduler.submit(
-        model.name, engine, Path(model.path), call.client, job_params, on_delta
-    )
+    async with app.admission:  # the lookup reads files in a thread; queue in arrival order
+        model, engine = await asyncio.to_thread(
+            app.resolve_engine, p.optional_str(params, "model"), p.engine(params)
+        )
+        job = await app.scheduler.submit(
+            model.name, engine, Path(model.path), call.client, job_params, on_delta
+        )
     call.on_cancel.append(lambda: app.scheduler.cancel(job))
     if call.cancelled:  # while it was prepared (history read): ends as if cancelled queued
         app.scheduler.cancel(job)

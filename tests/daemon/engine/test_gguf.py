@@ -201,6 +201,12 @@ def test_headers_are_cached_per_path_size_and_mtime(tmp_path: Path) -> None:
             cache.read(bad)
 
 
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    assert "not a regular file" in refused(fifo)
+
+
 # --- 5. names from the file never make a huge message ---------------------------------------
 
 
