@@ -8,9 +8,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from daemon.config import Config
 from daemon.engine.memory import MemoryGuard
@@ -18,6 +19,9 @@ from daemon.engine.registry import ModelInfo, Registry
 from daemon.engine.scheduler import Scheduler
 from daemon.errors import EngineUnavailable, HearthError, InvalidParams
 from daemon.paths import Paths
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     from daemon.egress.service import Egress
@@ -54,9 +58,7 @@ class App:
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     plugins: PluginHost | None = None  # set in serve(), once the app it serves exists
-    # Requests look their model up off the event loop; this keeps them joining the
-    # model's queue in the order they arrived (asyncio.Lock wakes waiters in order).
-    admission: asyncio.Lock = field(default_factory=asyncio.Lock)
+    admission: asyncio.Lock = field(default_factory=asyncio.Lock)  # see in_order()
 
     def chosen_engine(self, model: ModelInfo, requested: str | None) -> str:
         """The engine asked for (the request's, else the config's), with auto resolved."""
@@ -90,6 +92,20 @@ class App:
             # a clear error before any runner starts; the header is cached per file version
             check_mlx_gguf(self.registry.headers.read(Path(model.path)))
         return choice
+
+    async def in_order(self, lookup: Callable[[], T], act: Callable[[T], Awaitable[R]]) -> R:
+        """``lookup()`` in a thread, then ``act`` on its result, in the order requests came.
+
+        Looking a model up may read files (a new one is hashed, a GGUF header parsed), so
+        it runs off the event loop; yet a chat sent after an unload must find the runner
+        gone, and a full queue must turn away the later requests, not the first. So each
+        request holds ``admission`` (an asyncio.Lock wakes its waiters in order) until its
+        action has begun: scheduler methods make their change before their first await."""
+        async with self.admission:
+            found = await asyncio.to_thread(lookup)
+            action = asyncio.ensure_future(act(found))
+            await asyncio.sleep(0)  # the action's first step, its change, runs now
+        return await action
 
     def resolve_engine(self, name: str | None, requested: str | None) -> tuple[ModelInfo, str]:
         """The model a request names and the engine that serves it. Both may read model

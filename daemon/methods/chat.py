@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from daemon.config import Config
+from daemon.engine.registry import ModelInfo
+from daemon.engine.scheduler import Job
 from daemon.errors import InvalidParams
 from daemon.methods import history
 from daemon.methods import params as p
@@ -32,13 +33,15 @@ async def generate(
         if text:
             call.notify(event, {"id": call.id, "text": text, "tokens": tokens})
 
-    async with app.admission:  # the lookup reads files in a thread; queue in arrival order
-        model, engine = await asyncio.to_thread(
-            app.resolve_engine, p.optional_str(params, "model"), p.engine(params)
-        )
+    async def submit(found: tuple[ModelInfo, str]) -> tuple[ModelInfo, str, Job]:
+        model, engine = found
         job = await app.scheduler.submit(
             model.name, engine, Path(model.path), call.client, job_params, on_delta
         )
+        return model, engine, job
+
+    name, requested = p.optional_str(params, "model"), p.engine(params)
+    model, engine, job = await app.in_order(lambda: app.resolve_engine(name, requested), submit)
     call.on_cancel.append(lambda: app.scheduler.cancel(job))
     if call.cancelled:  # while it was prepared (history read): ends as if cancelled queued
         app.scheduler.cancel(job)

@@ -7,6 +7,8 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from daemon.engine.process import RunnerProcess
+from daemon.engine.registry import ModelInfo
 from daemon.errors import InvalidParams, ModelNotFound
 from daemon.methods import params as p
 from daemon.rpc import Call, Register
@@ -39,17 +41,25 @@ async def list_models(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 
 async def load(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
-    model, engine = await asyncio.to_thread(
-        app.resolve_engine, p.required_str(params, "model"), p.optional_str(params, "engine")
-    )
-    runner = await app.scheduler.load(model.name, engine, Path(model.path))
+    name, requested = p.required_str(params, "model"), p.optional_str(params, "engine")
+
+    async def start(found: tuple[ModelInfo, str]) -> tuple[ModelInfo, str, RunnerProcess]:
+        model, engine = found
+        return model, engine, await app.scheduler.load(model.name, engine, Path(model.path))
+
+    model, engine, runner = await app.in_order(lambda: app.resolve_engine(name, requested), start)
     return {"model": model.name, "engine": engine, "pid": runner.pid}
 
 
 async def unload(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
-    model = await asyncio.to_thread(app.registry.resolve, p.required_str(params, "model"))
-    return {"model": model.name, "unloaded": await app.scheduler.unload(model.name)}
+    name = p.required_str(params, "model")
+
+    async def stop(model: ModelInfo) -> tuple[ModelInfo, int]:
+        return model, await app.scheduler.unload(model.name)
+
+    model, unloaded = await app.in_order(lambda: app.registry.resolve(name), stop)
+    return {"model": model.name, "unloaded": unloaded}
 
 
 async def import_model(call: Call, params: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +72,9 @@ async def remove(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     app = call.app
     name = p.required_str(params, "model")
     with contextlib.suppress(ModelNotFound):  # a file that cannot be described: remove() finds it
-        await app.scheduler.unload((await asyncio.to_thread(app.registry.resolve, name)).name)
+        await app.in_order(
+            lambda: app.registry.resolve(name), lambda m: app.scheduler.unload(m.name)
+        )
     info = await asyncio.to_thread(app.registry.remove, name)
     return info.to_dict()
 
