@@ -15,9 +15,11 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from daemon import catalog
 from daemon.egress import guard
+from daemon.egress.catalog_pull import consent_gateway, pull_entry
 from daemon.egress.install import pull_model
-from daemon.egress.pull import DEFAULT_ENDPOINT
+from daemon.egress.pull import DEFAULT_ENDPOINT, Progress
 from daemon.egress.service import Egress
 from daemon.egress.settings import Remote
 from daemon.errors import Cancelled, InvalidParams
@@ -114,8 +116,34 @@ async def audit_verify(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 # -- models.pull -------------------------------------------------------------------------
 
 
+def _progress(call: Call, egress: Egress) -> Callable[..., Progress]:
+    """progress(**extra) -> a byte-progress callback sending models.pull.progress
+    {id, done, total, **extra} at most every PROGRESS_INTERVAL and at the end of a file;
+    it raises Cancelled once the request is cancelled, which stops the download."""
+    send = _sender(call, "models.pull.progress")
+    stopped = _stop_flag(call, egress)
+    last = 0.0
+
+    def for_file(**extra: Any) -> Progress:
+        def progress(done: int, total: int | None) -> None:
+            nonlocal last
+            if stopped():
+                raise Cancelled("the pull was stopped; pull again to resume where it stopped")
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL or done == total:
+                last = now
+                send({"done": done, "total": total, **extra})
+
+        return progress
+
+    return for_file
+
+
 async def models_pull(call: Call, params: dict[str, Any]) -> dict[str, Any]:
-    """Pull a GGUF file from a hub; streams models.pull.progress {id, done, total}."""
+    """Pull a GGUF file from a hub, or a catalog model by name; streams
+    models.pull.progress {id, done, total}."""
+    if params.get("model") is not None:
+        return await _pull_catalog(call, params)
     egress = _egress(call)
     repo = p.required_str(params, "repo")
     file = p.optional_str(params, "file")
@@ -123,24 +151,55 @@ async def models_pull(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     sha256 = p.optional_str(params, "sha256")
     endpoint = p.optional_str(params, "endpoint") or DEFAULT_ENDPOINT
     gateway = egress.usable_gateway()
-    send = _sender(call, "models.pull.progress")
-    stopped = _stop_flag(call, egress)
-    last = 0.0
-
-    def progress(done: int, total: int | None) -> None:
-        nonlocal last
-        if stopped():
-            raise Cancelled("the pull was stopped; pull again to resume where it stopped")
-        now = time.monotonic()
-        if now - last >= PROGRESS_INTERVAL or done == total:
-            last = now
-            send({"done": done, "total": total})
-
+    progress = _progress(call, egress)()
     info, pulled = await asyncio.to_thread(
         egress.run, pull_model, gateway, call.app.registry, repo, file, revision=revision,
         endpoint=endpoint, expected_sha256=sha256, progress=progress,
     )  # fmt: skip
     return {**info.to_dict(), "repo": repo, "file": pulled, "revision": revision}
+
+
+async def _pull_catalog(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """models.pull {model: NAME, format?, consent?, endpoint?}: a catalog model."""
+    egress = _egress(call)
+    for key in ("repo", "file", "revision", "sha256"):
+        if params.get(key) is not None:
+            raise InvalidParams(f"a catalog pull takes no {key}: the catalog pins it", field=key)
+    entries = await asyncio.to_thread(catalog.load)
+    name = p.required_str(params, "model")
+    entry = catalog.find(entries, name)
+    if entry is None:
+        names = ", ".join(e.name for e in entries)
+        raise InvalidParams(f"{name!r} is not in the catalog (it has: {names}); "
+                            "`hearth models catalog` lists them", field="model")  # fmt: skip
+    fmt = p.optional_str(params, "format") or catalog.this_machine().format
+    if fmt not in catalog.FORMATS:
+        raise InvalidParams("format must be gguf or mlx", field="format")
+    endpoint = p.optional_str(params, "endpoint") or DEFAULT_ENDPOINT
+    consent = params.get("consent", False)
+    if not isinstance(consent, bool):
+        raise InvalidParams("consent must be true or false", field="consent")
+    gateway = egress.usable_gateway()
+    if consent:
+        audit = egress.audit
+        assert audit is not None  # usable_gateway() says the log is open
+        gateway = consent_gateway(audit, endpoint, f"catalog pull {entry.model_name(fmt)}")
+    per_file = _progress(call, egress)
+
+    def progress(file: str, index: int, count: int) -> Progress:
+        return per_file(file=file, files_done=index, files_total=count)
+
+    try:
+        info, source = await asyncio.to_thread(
+            egress.run, pull_entry, gateway, call.app.registry, entry, fmt,
+            endpoint=endpoint, progress=progress,
+        )  # fmt: skip
+    finally:
+        if gateway is not egress.gateway:
+            gateway.close()
+    default = await asyncio.to_thread(call.app.registry.resolve, None)
+    return {**info.to_dict(), "catalog": entry.name, "source": source,
+            "default": default.name == info.name}  # fmt: skip
 
 
 # -- chat with route "remote" ------------------------------------------------------------
