@@ -32,6 +32,9 @@ PERMISSIVE = frozenset({"apache-2.0", "mit"})
 TAGS = frozenset({"rewrite", "chat", "multilingual", "code"})
 RUNNER_MB = 160  # what the daemon's memory check adds for the runner process itself
 RAM_SHARE = 0.4  # a recommended model needs at most this share of the machine's RAM
+# Without Apple Silicon's GPU, llama.cpp runs on the CPU: past ~2B parameters a rewrite
+# takes long enough to break the flow of the hotkey, so bigger models are not recommended.
+CPU_MAX_PARAMS_B = 2.0
 MIN_PARAMS_B, MAX_PARAMS_B = 0.5, 4.0
 # The files of an MLX model folder a pull fetches (README, images and the like are not).
 MLX_FILES = re.compile(r"^[^/]+\.(json|safetensors|jinja|model|txt)$")
@@ -162,12 +165,14 @@ def find(entries: list[Entry], name: str) -> Entry | None:
 
 def recommend(entries: list[Entry], machine: Machine) -> Entry | None:
     """The best-ranked permissive, ungated rewrite model that fits in RAM_SHARE of this
-    machine's RAM (8 GB assumed where it cannot be read); the smallest if none fits."""
+    machine's RAM (8 GB assumed where it cannot be read), and, without Apple Silicon, has
+    at most CPU_MAX_PARAMS_B parameters; the smallest if none fits."""
     candidates = [e for e in entries if e.permissive and "rewrite" in e.tags]
     if not candidates:
         return None
     budget = RAM_SHARE * (machine.ram_mb or 8000)
-    fitting = [e for e in candidates if e.ram_mb <= budget]
+    most = MAX_PARAMS_B if machine.apple_silicon else CPU_MAX_PARAMS_B
+    fitting = [e for e in candidates if e.ram_mb <= budget and e.params_b <= most]
     if not fitting:
         return min(candidates, key=lambda e: e.ram_mb)
     return max(fitting, key=lambda e: (e.rank, -e.ram_mb))

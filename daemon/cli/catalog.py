@@ -17,7 +17,7 @@ def size(mb: float) -> str:
 def license_text(model: dict[str, Any]) -> str:
     text = str(model["license"])
     if model["gated"]:
-        text += " (gated: accept its terms first)"
+        text += " (gated)"
     elif model.get("license_note"):
         text += " (restricted)"
     return text
@@ -31,20 +31,22 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     machine = answer["machine"]
     fmt = machine["format"]
     print(f"{'NAME':<24} {'FAMILY':<10} {'PARAMS':>6} {'DOWNLOAD':>9} {'RAM':>7}  "
-          f"{'LICENSE':<34} TAGS")  # fmt: skip
+          f"{'LICENSE':<26} TAGS")  # fmt: skip
     for m in answer["models"]:
         mark = "*" if m["name"] == answer["recommended"] else " "
         installed = " (installed)" if m["installed"] else ""
         print(f"{m['name'] + mark:<24} {m['family']:<10} {m['parameters']:>6} "
               f"{size(m['download']['size_mb']):>9} {size(m['ram_mb']):>7}  "
-              f"{license_text(m):<34} {','.join(m['tags'])}{installed}")  # fmt: skip
+              f"{license_text(m):<26} {','.join(m['tags'])}{installed}")  # fmt: skip
     ram = f"{machine['ram_mb'] / 1000:.0f} GB RAM" if machine["ram_mb"] else "RAM unknown"
     kind = "MLX folders (Apple Silicon)" if fmt == "mlx" else "GGUF files (llama.cpp)"
     print(f"\nThis machine: {ram}; downloads are {kind}. RAM: what a model needs loaded.")
+    print("gated: accept the license's terms before use; restricted: read its license note.")
     best = next((m for m in answer["models"] if m["name"] == answer["recommended"]), None)
     if best is not None:
         print(f"* Recommended here: {best['name']} — {best['description']}")
-        print(f"  {size(best['download']['size_mb'])} download, license {license_text(best)}.")
+        print(f"  {size(best['download']['size_mb'])} download, license {license_text(best)}; "
+              f"chosen as {answer['reason']}.")  # fmt: skip
         print(f"  Get it: hearth models pull {best['name']}")
     print(answer["network"])
     return 0

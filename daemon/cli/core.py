@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from daemon import __version__
-from daemon.cli import common
+from daemon.cli import common, hint
 from daemon.client import EXIT_ALREADY_RUNNING, Client, connect, stop_daemon
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable, InvalidParams
@@ -20,6 +20,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise InvalidParams("the message is empty: type something to ask, or run "
                             "`hearth chat` without arguments for an interactive chat")  # fmt: skip
     client = common.client()
+    hint.first_use(client, common.paths())
     history: list[dict[str, str]] = []
     if args.system:
         history.append({"role": "system", "content": args.system})
@@ -76,6 +77,7 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
                 )
             print(f"{preset['name']:<14} {mark}{preset['instruction']}")
         return 0
+    hint.first_use(client, common.paths())
     text = " ".join(args.text) if args.text else sys.stdin.read()
     params = {
         "text": text,

@@ -100,9 +100,12 @@ async def catalog_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     reason = None
     if best is not None:
         ram = f"{machine.ram_mb / 1000:.0f} GB" if machine.ram_mb else "unknown (8 GB assumed)"
+        cpu = "" if machine.apple_silicon else (
+            f" and has at most {catalog.CPU_MAX_PARAMS_B:g}B parameters (on a CPU)"
+        )  # fmt: skip
         reason = (
             f"the best-ranked model with a permissive license that needs at most "
-            f"{catalog.RAM_SHARE:.0%} of this machine's RAM ({ram}); it needs "
+            f"{catalog.RAM_SHARE:.0%} of this machine's RAM ({ram}){cpu}; it needs "
             f"{best.ram_mb / 1000:.1f} GB"
         )
     return {

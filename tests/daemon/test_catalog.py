@@ -86,7 +86,7 @@ def test_tags_say_what_each_model_is_for() -> None:
         (2_000, "qwen2.5-0.5b-instruct"),
         (4_000, "qwen2.5-1.5b-instruct"),
         (8_000, "qwen2.5-1.5b-instruct"),
-        (16_000, "phi-3.5-mini-instruct"),
+        (32_000, "qwen2.5-1.5b-instruct"),  # on a CPU, at most 2B parameters
         (None, "qwen2.5-1.5b-instruct"),  # RAM unknown: 8 GB assumed
     ],
 )
@@ -95,6 +95,15 @@ def test_the_recommendation_fits_the_machines_ram(ram_mb: int | None, expected: 
     assert best is not None and best.name == expected
     assert best.permissive and "rewrite" in best.tags
     assert best.ram_mb <= catalog.RAM_SHARE * (ram_mb or 8000)
+
+
+@pytest.mark.parametrize(
+    ("ram_mb", "expected"),
+    [(8_000, "qwen2.5-1.5b-instruct"), (16_000, "phi-3.5-mini-instruct")],
+)
+def test_apple_silicon_with_ram_to_spare_gets_a_bigger_model(ram_mb: int, expected: str) -> None:
+    best = catalog.recommend(ENTRIES, Machine(ram_mb, apple_silicon=True))
+    assert best is not None and best.name == expected
 
 
 def test_apple_silicon_gets_mlx_folders_and_everything_else_gguf_files() -> None:
