@@ -67,10 +67,12 @@ def max_tokens(text: str) -> int:
 
 
 def run(client: Client, model: str | None, engine: str | None, presets: list[str],
-        cases: list[Case]) -> list[dict[str, Any]]:  # fmt: skip
-    rows = []
+        cases: list[Case], save: Any = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Every preset on each input in turn (so a stopped run covers every preset), calling
+    ``save(rows)`` after each output."""
+    rows: list[dict[str, Any]] = []
     total = len(presets) * len(cases)
-    for i, (preset, case) in enumerate(((p, c) for p in presets for c in cases), 1):
+    for i, (case, preset) in enumerate(((c, p) for c in cases for p in presets), 1):
         options: dict[str, Any] = {"temperature": 0, "max_tokens": max_tokens(case.text)}
         if engine:
             options["engine"] = engine
@@ -82,6 +84,8 @@ def run(client: Client, model: str | None, engine: str | None, presets: list[str
                      "input": case.text, "output": result["text"], "checks": checks,
                      "ok": passed(checks), "finish": result["finish_reason"],
                      "seconds": round(time.monotonic() - started, 2)})  # fmt: skip
+        if save is not None:
+            save(rows)
         print(f"\r{i}/{total} {preset:<13} {case.id:<14}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return rows
@@ -154,12 +158,15 @@ def main() -> None:
                     if m["name"] == (name or client.call("models.list")["default"]))  # fmt: skip
         presets = args.preset or [p["name"] for p in client.call("rewrite.presets")["presets"]]
         cases = CASES[: args.limit] if args.limit else CASES
-        rows = run(client, name, args.engine, presets, cases)
         engine = args.engine or info["engine"] or "mlx"
+
+        def save(rows: list[dict[str, Any]]) -> None:
+            if args.json:  # after every output: a stopped run can still be scored
+                saved = {"model": info, "engine": engine, "rows": rows}
+                args.json.write_text(json.dumps(saved, indent=1, ensure_ascii=False))
+
+        rows = run(client, name, args.engine, presets, cases, save)
         report(info, engine, rows, args.show)
-        if args.json:
-            args.json.write_text(json.dumps({"model": info, "engine": engine, "rows": rows},
-                                            indent=1, ensure_ascii=False))  # fmt: skip
     finally:
         client.close()
         proc.terminate()
