@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -145,6 +146,8 @@ def main() -> None:
             row["ok"] = passed(row["checks"])
         report(saved["model"], saved["engine"], saved["rows"], args.show)
         return
+    # a kill still stops the daemon and removes its home (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     home = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
     (home / "config").mkdir()
     (home / "config" / "config.toml").write_text("keep_alive = -1\n")
