@@ -1,7 +1,8 @@
 """Throughput: Hearth over its socket vs raw llama-cpp-python in-process vs llama_cpp.server.
 
-Same model, same templated prompt, greedy decoding, 128 new tokens. Runs alternate
-so the three share the machine's state fairly. Prints tokens/s, time to first token
+Same model, same templated prompt, greedy decoding, 128 new tokens, Hearth's default
+repeat penalty for Hearth and raw (and raw without it: the penalty's own cost). Runs
+alternate so they share the machine's state fairly. Prints tokens/s, time to first token
 and the ratios; never fails on timing. A second table: time to first token for the
 same rewrite preset sent twice (prefix cache cold vs warm).
 
@@ -28,6 +29,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.client import Client
+from daemon.config import Config
+from daemon.engine.answer import AnswerText
+from daemon.engine.backend import Token
+from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
 from daemon.engine.registry import default_model_path
 from daemon.paths import Paths
@@ -41,11 +46,19 @@ def rates(t0: float, first: float, end: float, n: int) -> tuple[float, float]:
     return (first - t0) * 1000, (n - 1) / (end - first) if n > 1 else 0.0
 
 
-def run_raw(llm: Any, tokens: list[int], n: int) -> tuple[float, float, int]:
+def run_raw(llm: Any, tokens: list[int], n: int, penalty: float) -> tuple[float, float, int]:
+    import llama_cpp
+
     t0 = time.perf_counter()
     first, count = 0.0, 0
-    # Same call and sampler settings as Hearth's runner (daemon/engine/llamacpp.py).
-    for _tok in llm.generate(tokens, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
+    # Same call, sampler settings and end-of-turn check as Hearth's runner
+    # (daemon/engine/llamacpp.py), with Hearth's default repeat penalty over 64 tokens.
+    llm.last_n_tokens_size = Config.repeat_last_n
+    vocab = llm._model.vocab
+    stream = llm.generate(tokens, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=penalty)
+    for tok in stream:
+        if llama_cpp.llama_vocab_is_eog(vocab, tok):
+            break
         count += 1
         if count == 1:
             first = time.perf_counter()
@@ -178,6 +191,23 @@ def prefix_cache(client: Client, runs: int) -> None:
     print(f"  warm/cold: {ratio:.2f}")
 
 
+def guard_cost(llm: Any) -> None:
+    """What the loop guard and the held-back text cost per token, in-process."""
+    print("\nAnswer text per token (a numbered story: lines alike, as in a list)")
+    story = " ".join(
+        f"Day {i}: the keeper climbed the {i % 7} stairs and lit the lamp." for i in range(2000)
+    )
+    ids = llm.tokenize(story.encode(), add_bos=False)
+    tokens = [Token(t, llm.detokenize([t]).decode(errors="replace")) for t in ids]
+    for label, guard in (("without", None), ("with", LoopGuard())):
+        answer = AnswerText([], guard)
+        t0 = time.perf_counter()
+        for token in tokens:
+            answer.feed(token)
+        per_token = (time.perf_counter() - t0) / len(tokens) * 1e6
+        print(f"  text assembly {label} the loop guard: {per_token:.1f} µs per token")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -203,31 +233,40 @@ def main() -> None:
     try:
         client = Client.connect(Paths.from_env({"HEARTH_HOME": str(home)}).socket, "bench")
         client.call("models.load", {"model": "default"})
-        run_hearth(client, 8), run_raw(llm, tokens, 8)  # warm-up: page in weights, JIT caches
-        results: dict[str, list[tuple[float, float, int]]] = {"raw": [], "hearth": [], "server": []}
+        penalty = Config.repeat_penalty
+        run_hearth(client, 8), run_raw(llm, tokens, 8, penalty)  # warm-up: page in weights
+        results: dict[str, list[tuple[float, float, int]]] = {
+            "raw": [], "hearth": [], "server": [], "raw_plain": []
+        }  # fmt: skip
         for _ in range(args.runs):
             llm.reset()  # raw recomputes its prompt like the others' first request would
-            results["raw"].append(run_raw(llm, tokens, args.tokens))
+            results["raw"].append(run_raw(llm, tokens, args.tokens, penalty))
             results["hearth"].append(run_hearth(client, args.tokens))
             if server:
                 results["server"].append(run_server(server[1], prompt_text, args.tokens))
+            llm.reset()
+            results["raw_plain"].append(run_raw(llm, tokens, args.tokens, 1.0))
         print(f"\nSmolLM2-135M Q4_1, {args.tokens} new tokens, greedy, {args.runs} runs each "
-              f"(median), {threads} threads")  # fmt: skip
-        print(f"{'':24}{'tokens/s':>10}{'TTFT ms':>10}{'tokens':>8}")
+              f"(median), {threads} threads; Hearth and raw with repeat_penalty {penalty} "
+              f"over {Config.repeat_last_n} tokens, Hearth with its loop guard")  # fmt: skip
+        print(f"{'':30}{'tokens/s':>10}{'TTFT ms':>10}{'tokens':>8}")
         labels = {"raw": "llama-cpp-python (raw)", "hearth": "Hearth (socket)",
-                  "server": "llama_cpp.server (HTTP)"}  # fmt: skip
+                  "server": "llama_cpp.server (HTTP)",
+                  "raw_plain": "llama-cpp-python, no penalty"}  # fmt: skip
         for key, rows in results.items():
             if rows:
-                print(f"{labels[key]:24}{median(rows, 1):10.1f}{median(rows, 0):10.1f}"
+                print(f"{labels[key]:30}{median(rows, 1):10.1f}{median(rows, 0):10.1f}"
                       f"{median(rows, 2):8.0f}")  # fmt: skip
         raw_tps = median(results["raw"], 1)
         print(f"\nHearth / raw tokens/s: {median(results['hearth'], 1) / raw_tps:.3f}")
+        print(f"raw with / without the penalty: {raw_tps / median(results['raw_plain'], 1):.3f}")
         if results["server"]:
             print(f"llama_cpp.server / raw tokens/s: {median(results['server'], 1) / raw_tps:.3f}")
             ratio = median(results["hearth"], 1) / median(results["server"], 1)
             print(f"Hearth / llama_cpp.server tokens/s: {ratio:.3f}")
         prefix_cache(client, args.runs)
         client.close()
+        guard_cost(llm)
     finally:
         daemon.terminate()
         daemon.wait()

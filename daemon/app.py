@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING
 
 from daemon.config import Config
 from daemon.engine.gguf import read_gguf
+from daemon.engine.memory import MemoryGuard
 from daemon.engine.registry import ModelInfo, Registry
 from daemon.engine.scheduler import Scheduler
 from daemon.errors import EngineUnavailable, HearthError, InvalidParams
@@ -44,8 +45,12 @@ class App:
     registry: Registry
     scheduler: Scheduler
     runner_log: IO[bytes]
-    egress: Egress  # the only way out: policy, audit log, gateway, socket guard
-    vault: VaultService  # conversations and settings; vault.require() or VaultLocked
+    # Set by main() just after the socket is bound, before any method but hello and
+    # status runs (those check ``ready``):
+    egress: Egress = field(init=False)  # the only way out: policy, audit log, gateway, guard
+    vault: VaultService = field(init=False)  # conversations, settings; require() or VaultLocked
+    ready: bool = False
+    memory: MemoryGuard | None = None  # memory figures and unloads, for status
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     plugins: PluginHost | None = None  # set in serve(), once the app it serves exists

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 ENGINES = ("auto", "llamacpp", "mlx")
+RANGES = [("max_tokens", 1, 1 << 20), ("repeat_penalty", 1, 2), ("repeat_last_n", 0, 4096)]
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,10 @@ class Config:
     queue_size: int = 64  # pending requests per model before `busy`
     max_line_bytes: int = 1 << 20
     n_ctx: int = 4096
+    max_tokens: int = 1024  # a chat answer's length unless the request says otherwise
+    repeat_penalty: float = 1.1  # over the last repeat_last_n generated tokens; 1.0 = off
+    repeat_last_n: int = 64
+    memory_low_mb: float | None = None  # idle models unload below this; None: RAM/10, ≤ 1 GiB
     presets: dict[str, str] = field(default_factory=dict)  # user presets: name -> instruction
     hotkeys: dict[str, str] = field(default_factory=dict)  # action -> key sequence (the tray's)
 
@@ -50,6 +55,9 @@ class Config:
             values[key] = value
         if values.get("engine", "auto") not in ENGINES:
             raise ValueError(f"{source}: engine must be one of {', '.join(ENGINES)}")
+        for key, lo, hi in RANGES:
+            if key in values and not lo <= values[key] <= hi:
+                raise ValueError(f"{source}: {key} must be from {lo} to {hi}")
         hotkeys = raw.get("hotkeys", {})
         if not isinstance(hotkeys, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in hotkeys.items()
@@ -66,6 +74,10 @@ _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
     "queue_size": (int, "a whole number"),
     "max_line_bytes": (int, "a whole number of bytes"),
     "n_ctx": (int, "a whole number of tokens"),
+    "max_tokens": (int, "a whole number of tokens"),
+    "repeat_penalty": ((int, float), "a number from 1 (off) to 2"),
+    "repeat_last_n": (int, "a whole number of tokens"),
+    "memory_low_mb": ((int, float), "a number of megabytes"),
 }
 
 

@@ -18,6 +18,7 @@ clients match on (never on the message text)::
     ├── Cancelled                -32015
     ├── ContextTooLong           -32016
     ├── RunnerFailed             -32017  the model process crashed or was killed
+    ├── NotEnoughMemory          -32018  the model cannot fit in the memory available now
     ├── VaultLocked              -32020
     ├── IntegrityError           -32021  a stored record failed authentication
     ├── StorageFull              -32022  the disk is full: nothing was stored
@@ -110,6 +111,10 @@ class ContextTooLong(HearthError):
 
 class RunnerFailed(HearthError):
     code, kind = -32017, "runner_failed"
+
+
+class NotEnoughMemory(HearthError):
+    code, kind = -32018, "not_enough_memory"
 
 
 class VaultLocked(HearthError):

@@ -10,22 +10,27 @@ import signal
 import socket
 import stat
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from daemon.activation import Listener, WrongSocket, bind_socket, inherited_socket, sd_notify
 from daemon.app import App
 from daemon.config import Config
-from daemon.egress.service import open_egress
+from daemon.egress import guard
+from daemon.engine.memory import MemoryGuard
 from daemon.engine.registry import Registry
 from daemon.engine.scheduler import Scheduler
-from daemon.methods import all_methods
+from daemon.methods import session
 from daemon.paths import Paths
-from daemon.pluginhost.host import PluginHost
+from daemon.rpc import Handler
 from daemon.server import Server
-from daemon.vault import vault_path
-from daemon.vault.service import VaultService, keep_retention
+
+if TYPE_CHECKING:
+    from daemon.egress.service import Egress
+    from daemon.vault.service import VaultService
 
 log = logging.getLogger("hearth")
+
+EGRESS_WAIT = 1.0  # seconds other methods wait for the audit log before serving without it
 
 
 class StartupError(Exception):
@@ -91,21 +96,42 @@ def setup_logging(paths: Paths, verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _services(paths: Paths) -> tuple[Egress, VaultService, dict[str, Handler]]:
+    """Import and build what only the methods past ``status`` need (run in a thread).
+
+    The egress and the vault start opening in threads of their own: both ask the OS
+    keychain for keys, and a keychain may take seconds, or hang."""
+    from daemon.egress.service import Egress
+    from daemon.methods import all_methods
+    from daemon.vault import vault_path
+    from daemon.vault.service import VaultService
+
+    egress = Egress(paths.data / "egress", paths.config / "network.json")
+    egress.open(background=True)
+    vault = VaultService(vault_path(paths))
+    vault.start()  # a passphrase vault waits for `vault.unlock`
+    return egress, vault, all_methods()
+
+
 async def serve(paths: Paths, config: Config, listener: Listener) -> None:
-    # The egress first (its socket guard), closed last (the audit log's final checkpoint).
-    with open_egress(paths) as egress, open(paths.logs / "runner.log", "ab") as runner_log:
+    """Serve on the socket at once, so `status` answers; then load the rest.
+
+    Requests for other methods wait until they are loaded (a fraction of a second). The
+    vault and the egress never hold up start-up: they report "starting" meanwhile."""
+    guard.install()  # first: nothing may open a socket unguarded (refusals recorded once up)
+    with open(paths.logs / "runner.log", "ab") as runner_log:
         scheduler = Scheduler(
             keep_alive=config.keep_alive,
             queue_size=config.queue_size,
             n_ctx=config.n_ctx,
             log_file=runner_log,
+            memory=(memory := MemoryGuard(config.memory_low_mb)),
         )
         registry = Registry(paths.models, config.default_model)
-        vault = VaultService(vault_path(paths))
-        await asyncio.to_thread(vault.start)  # a passphrase vault waits for `vault.unlock`
-        app = App(paths, config, registry, scheduler, runner_log, egress, vault)
-        app.plugins = PluginHost(app)
-        server = Server(app, all_methods())
+        app = App(paths, config, registry, scheduler, runner_log, memory=memory)
+        methods: dict[str, Handler] = {}
+        session.register(methods.__setitem__)
+        server = Server(app, methods, complete=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,18 +140,37 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
         how = "passed by the service manager" if listener.inherited else "bound"
         log.info("serving on %s (%s; pid %d)", paths.socket, how, os.getpid())
         sd_notify(f"READY=1\nSTATUS=serving on {paths.socket}")
-        retention = asyncio.create_task(keep_retention(vault))
-        await app.plugins.start()  # enabled plugins start in the background
+        retention: asyncio.Task[None] | None = None
+        watcher = asyncio.create_task(memory.watch(scheduler))
+        services: tuple[Egress, VaultService, dict[str, Handler]] | None = None
         try:
+            services = await asyncio.to_thread(_services, paths)
+            app.egress, app.vault, rest = services
+            # An audit log that opens at once is open before net.* and pulls are served.
+            await asyncio.to_thread(app.egress.opened.wait, EGRESS_WAIT)
+            from daemon.pluginhost.host import PluginHost
+            from daemon.vault.service import keep_retention
+
+            app.plugins = PluginHost(app)
+            app.ready = True
+            server.add_methods(rest)
+            await app.plugins.start()  # enabled plugins start in the background
+
+            retention = asyncio.create_task(keep_retention(app.vault))
             await stop.wait()
         finally:
             log.info("shutting down")
             sd_notify("STOPPING=1")
             await server.close()
-            retention.cancel()
-            await app.plugins.close()
+            watcher.cancel()
+            if retention is not None:
+                retention.cancel()
+            if app.plugins is not None:
+                await app.plugins.close()
             await scheduler.close()
-            await asyncio.to_thread(vault.close)
+            if services is not None:
+                await asyncio.to_thread(app.vault.close)
+                await asyncio.to_thread(app.egress.close)  # last: the final checkpoint
 
 
 def run(paths: Paths, config: Config, verbose: bool = False) -> None:

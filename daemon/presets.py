@@ -14,6 +14,27 @@ BUILTIN: dict[str, str] = {
     "key-points": "List the key points of this text as bullet points.",
 }
 
+# A rewrite's answer is bounded by its input: ratio x the text's tokens + extra. A polite
+# version of a terse note may grow threefold ("Dear …, … Best regards"); a proofread
+# stays about as long as what it corrects; a summary or key points are shorter. Users'
+# presets get the loosest bound. Hitting it ends with finish_reason "length".
+BOUNDS: dict[str, tuple[float, int]] = {
+    "proofread": (1.5, 32),
+    "rewrite": (2.0, 48),
+    "friendly": (3.0, 64),
+    "professional": (3.0, 64),
+    "concise": (1.0, 32),
+    "summarize": (0.5, 48),
+    "key-points": (0.75, 64),
+}
+USER_BOUND = (3.0, 64)
+
+
+def bound(name: str, user: dict[str, str]) -> tuple[float, int]:
+    """(ratio, extra) for a preset. A user's preset, even one named like a built-in, says
+    nothing of the answer's length: it gets the loosest bound."""
+    return USER_BOUND if name in user else BOUNDS.get(name, USER_BOUND)
+
 
 def presets(user: dict[str, str]) -> dict[str, str]:
     return {**BUILTIN, **user}

@@ -90,6 +90,9 @@ class Connection:
         outcome: Any
         try:
             handler = self.server.methods.get(req.method)
+            if handler is None and not self.server.complete.is_set():
+                await self.server.complete.wait()  # starting: the other methods still load
+                handler = self.server.methods.get(req.method)
             if handler is None:
                 raise MethodNotFound(f"method not found: {req.method}")
             outcome = await handler(call, req.params)
@@ -122,13 +125,21 @@ class Connection:
 
 
 class Server:
-    def __init__(self, app: App, methods: dict[str, Handler]) -> None:
+    def __init__(self, app: App, methods: dict[str, Handler], complete: bool = True) -> None:
         self.app = app
         self.methods = methods
+        self.complete = asyncio.Event()  # until set, an unknown method waits for add_methods
+        if complete:
+            self.complete.set()
         self.max_line = app.config.max_line_bytes
         self.connections: set[Connection] = set()
         self._numbers = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
+
+    def add_methods(self, methods: dict[str, Handler]) -> None:
+        """The rest of the methods, once loaded; requests waiting for them proceed."""
+        self.methods.update(methods)
+        self.complete.set()
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on a listening Unix socket (daemon.activation binds or inherits it)."""

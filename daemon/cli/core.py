@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from daemon import __version__
 from daemon.cli import common, hint
 from daemon.client import EXIT_ALREADY_RUNNING, Client, connect, stop_daemon
 from daemon.config import Config
-from daemon.errors import DaemonUnavailable, InvalidParams
+from daemon.errors import DaemonUnavailable, HearthError, InvalidParams
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -33,11 +34,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
             base["store"] = False
     if args.prompt:
         history.append({"role": "user", "content": prompt})
-        _continue_in(base, common.stream(client, "chat", {**base, "messages": history}))
+        result = common.stream(client, "chat", {**base, "messages": history})
+        _notice(result, 0)
+        _continue_in(base, result)
         return 0
     model = client.call("models.list").get("default")
     print(f"Hearth {__version__} · {args.model or model} · Ctrl+C stops an answer, "
           "Ctrl+C again (or Ctrl+D) quits.", file=sys.stderr)  # fmt: skip
+    dropped = 0  # turns the daemon last left out of the prompt: a notice when it grows
+    live: Client | None = client
     while True:
         try:
             line = input("› ")
@@ -47,11 +52,29 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         history.append({"role": "user", "content": line})
-        result = common.stream(client, "chat", {**base, "messages": history})
+        try:  # any error ends this turn, never the session
+            live = live or common.client()
+            result = common.stream(live, "chat", {**base, "messages": history})
+        except HearthError as exc:
+            print(f"hearth: {exc.message}", file=sys.stderr)
+            history.pop()  # not answered, not stored: it is not part of the conversation
+            if isinstance(exc, DaemonUnavailable):
+                live = None  # reconnect (or start a daemon) at the next message
+            continue
+        dropped = _notice(result, dropped)
         if _continue_in(base, result):
             history = []  # the daemon keeps the conversation and replays it
         else:
             history.append({"role": "assistant", "content": result["text"]})
+
+
+def _notice(result: dict[str, Any], dropped: int) -> int:
+    """Print the context notice when more turns than before were left out."""
+    now = int((result.get("context") or {}).get("dropped_turns", 0))
+    notice = common.context_notice(result)
+    if notice and now > dropped:
+        print(notice, file=sys.stderr)
+    return now
 
 
 def _continue_in(base: dict[str, Any], result: dict[str, Any]) -> bool:
@@ -108,6 +131,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = ", ".join(f"{r['model']} ({r['engine']}, pid {r['pid']})" for r in status["runners"])
     print(f"loaded   {loaded or 'nothing'}")
     print(f"queue    {status['queue']} waiting")
+    vault = status.get("vault") or {}
+    reason = f" ({vault['reason']})" if vault.get("reason") else ""
+    print(f"vault    {vault.get('state', '?')}{reason}")
+    memory = status.get("memory")
+    if memory:
+        line = (f"memory   {memory['available_mb']:,} MB available of {memory['total_mb']:,} MB; "
+                f"idle models unload below {memory['low_mb']:,} MB")  # fmt: skip
+        print(line + (f" (now: {memory['low']})" if memory["low"] else ""))
+        for event in memory["unloaded"][-3:]:
+            when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
+            print(f"         {when} unloaded {event['model']}: {event['reason']}, "
+                  f"{event['available_mb']:,} MB available")  # fmt: skip
     return 0
 
 

@@ -35,7 +35,7 @@ from daemon.egress.secrets import Secrets, open_secrets
 from daemon.egress.settings import NetworkSettings, Remote, load_settings, save_settings
 from daemon.egress.store import FileRecordStore, SealedRecordStore, SecretCheckpointStore
 from daemon.egress.verify import verify
-from daemon.errors import Cancelled, HearthError, IntegrityError, InvalidParams
+from daemon.errors import Cancelled, HearthError, IntegrityError, InvalidParams, VaultLocked
 from daemon.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ SIGNING_KEY = "audit-signing-key"
 LOG_KEY = "audit-log-key"
 API_KEY = "remote-api-key"
 CLOSE_WAIT = 10.0  # seconds close() waits for calls in flight to end
+KEYCHAIN_SLOW = 5.0  # seconds after which a keychain that has not answered is reported
 T = TypeVar("T")
 
 
@@ -83,17 +84,38 @@ class Egress:
         self._public: Ed25519PublicKey | None = None
         self.audit: AuditLog | None = None
         self.gateway: Gateway | None = None
-        self.failure: HearthError | None = None
-        try:
-            self._open_log(checkpoint_every)
-        except HearthError as exc:
-            self.failure = exc
-            log.error("outbound calls are disabled: %s", exc.message)
-        if self.audit is not None:
-            self.gateway = Gateway(self.settings.policy, self.audit)
-            self.guard.set_sink(self.audit.append)
+        self._checkpoint_every = checkpoint_every
+        self.opened = threading.Event()  # set once the log is open, or has failed to
+        self._opening_since = time.monotonic()
+        self.failure: HearthError | None = VaultLocked(
+            "the audit log is opening (its keys come from the OS keychain); try again in a moment",
+            reason="starting",
+        )
         if self.settings_problem:
             log.error("%s", self.settings_problem)
+
+    def open(self, background: bool = False) -> None:
+        """Open the audit log: its keys may wait on the OS keychain, which can hang, so
+        the daemon does this in a thread of its own (``background``) and serves meanwhile;
+        outbound calls are refused until it is open."""
+        if background:
+            threading.Thread(target=self.open, name="egress-open", daemon=True).start()
+            return
+        failure: HearthError | None = None
+        try:
+            self._open_log(self._checkpoint_every)
+        except HearthError as exc:
+            failure = exc
+            log.error("outbound calls are disabled: %s", exc.message)
+        with self._lock:
+            if self.audit is not None:
+                if self.closing.is_set():  # shut down while the keychain kept us waiting
+                    self.audit.close()
+                else:
+                    self.gateway = Gateway(self.settings.policy, self.audit)
+                    self.guard.set_sink(self.audit.append)
+            self.failure = failure
+            self.opened.set()  # under the lock: close() then sees either state, whole
 
     def _open_log(self, checkpoint_every: int) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -196,6 +218,7 @@ class Egress:
             "blocked_unrecorded": self.guard.sink_failures,
             "audit": {
                 "ok": self.failure is None,
+                "state": self.state(),
                 "entries": self.audit.count if self.audit else None,
                 "problem": self.failure.message if self.failure else None,
                 "secrets": self.secrets.kind if self.secrets else None,
@@ -205,6 +228,14 @@ class Egress:
             if remote
             else None,
         }
+
+    def state(self) -> str:
+        """``open``; ``starting`` while the keychain is asked, ``keychain_timeout`` once it
+        has not answered for KEYCHAIN_SLOW seconds; ``unavailable`` when it failed."""
+        if not self.opened.is_set():
+            slow = time.monotonic() - self._opening_since > KEYCHAIN_SLOW
+            return "keychain_timeout" if slow else "starting"
+        return "open" if self.failure is None else "unavailable"
 
     def entries(
         self, since: float | None = None, caller: str | None = None, limit: int = 1000
@@ -243,19 +274,22 @@ class Egress:
 
     def close(self) -> None:
         """Refuse new calls, stop recording refusals, write the shutdown checkpoint."""
-        self.closing.set()  # pulls and streamed answers stop at their next chunk
+        with self._lock:
+            self.closing.set()  # pulls and streamed answers stop at their next chunk
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, CLOSE_WAIT)
         self.guard.set_sink(None)
         if self.gateway is not None:
             self.gateway.close()
-        if self.audit is not None:
+        if self.audit is not None and self.opened.is_set():
             self.audit.close()
 
 
 @contextmanager
-def open_egress(paths: Paths) -> Iterator[Egress]:
+def open_egress(paths: Paths, background: bool = False) -> Iterator[Egress]:
+    """The daemon's egress, its log opened (in a thread of its own when ``background``)."""
     egress = Egress(paths.data / "egress", paths.config / "network.json")
+    egress.open(background)
     try:
         yield egress
     finally:

@@ -18,6 +18,11 @@ class Sampling:
     temperature: float = 0.2  # small models wander when sampled hotter
     top_p: float = 0.9
     seed: int | None = None
+    # Divides the logits of tokens among the last `repeat_last_n` generated ones (1.0: off).
+    # The prompt is not counted, so a rewrite may copy the user's words. The daemon sends
+    # its defaults (config.toml); a backend used on its own samples plainly.
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
 
 
 @dataclass(frozen=True)

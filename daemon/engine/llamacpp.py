@@ -8,16 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from daemon.engine.backend import Sampling, Token
+from daemon.engine.cpu import omp_environment, usable_cpus
 
 
 class LlamaCppBackend:
     name = "llamacpp"
 
     def __init__(self, path: Path, *, n_ctx: int) -> None:
+        omp_environment(os.environ)  # before libgomp loads with llama_cpp
         import llama_cpp
 
         self._lib = llama_cpp
-        threads = max(1, (os.cpu_count() or 2))
+        threads = usable_cpus()  # until the runner picks per request (set_threads)
         self.llm = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
@@ -26,6 +28,10 @@ class LlamaCppBackend:
             verbose=False,
         )
         self.last_reused_tokens = 0
+
+    def set_threads(self, n: int) -> None:
+        """Compute with ``n`` threads from the next token on, without reloading."""
+        self._lib.llama_set_n_threads(self.llm.ctx, n, n)
 
     def context_length(self) -> int:
         return int(self.llm.n_ctx())
@@ -50,13 +56,16 @@ class LlamaCppBackend:
         vocab = self.llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         greedy = sampling.temperature <= 0
+        self.llm.last_n_tokens_size = (
+            sampling.repeat_last_n
+        )  # read when generate() builds its sampler
         stream = self.llm.generate(
             prompt,
             temp=0.0 if greedy else sampling.temperature,
             top_k=1 if greedy else 40,
             top_p=1.0 if greedy else sampling.top_p,
             min_p=0.0 if greedy else 0.05,
-            repeat_penalty=1.0,
+            repeat_penalty=sampling.repeat_penalty,
         )
         try:
             for tok in stream:

@@ -25,7 +25,12 @@ try:
     import mlx.core as mx
     from mlx.nn.layers.base import Module
     from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
-    from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p
+    from mlx_lm.sample_utils import (
+        apply_min_p,
+        apply_top_k,
+        apply_top_p,
+        make_repetition_penalty,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the platform
     raise EngineUnavailable(
         f"the MLX engine is not installed ({exc.name} is missing): "
@@ -118,15 +123,20 @@ class MLXBackend:
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         key = mx.random.key(seed)
         decoder = self._tokenizer.decoder(prompt)
+        penalize = _penalty(sampling)
+        made: list[int] = []  # generated so far: the penalty's window, as llama.cpp's
         try:
             logits = self._prefill(prompt)
             while generation == self._generation:  # a newer generate() ends this one
+                if penalize is not None and made:
+                    logits = penalize(mx.array(made[-sampling.repeat_last_n :]), logits[None])[0]
                 key, subkey = mx.random.split(key)
                 token = _sample(logits, sampling, subkey).item()
                 assert isinstance(token, int)
                 if token in self._tokenizer.eog_ids:
                     return
                 text = decoder.add(token)
+                made.append(token)
                 if len(self._cached) >= self._n_ctx:
                     yield Token(token, text)
                     return
@@ -174,6 +184,13 @@ class MLXBackend:
         """Forget the cache after an error left it in an unknown state."""
         self._cache = make_prompt_cache(self._model)
         self._cached = []
+
+
+def _penalty(sampling: Sampling) -> Any:
+    """mlx-lm's repetition penalty (llama.cpp's formula), or None when it is off."""
+    if sampling.repeat_penalty == 1.0 or sampling.repeat_last_n <= 0:
+        return None
+    return make_repetition_penalty(sampling.repeat_penalty, sampling.repeat_last_n)
 
 
 def _sample(logits: mx.array, sampling: Sampling, key: mx.array) -> mx.array:

@@ -101,7 +101,8 @@ class RunnerProcess:
             elif kind == "done":
                 return event["result"]
             elif kind == "error":
-                raise _ERRORS.get(event.get("kind", ""), RunnerFailed)(event["message"])
+                error = _ERRORS.get(event.get("kind", ""), RunnerFailed)
+                raise error(event["message"], **event.get("data", {}))
 
     def cancel(self) -> None:
         self._send({"op": "cancel", "rid": self._next_rid})

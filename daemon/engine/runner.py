@@ -5,32 +5,43 @@ cannot take it down. The runner speaks JSON lines: commands on stdin, events on 
 original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt them).
 
     in:  {"op": "generate", "rid": 7, "messages": [...], "max_tokens": 128, "stop": [...],
-          "temperature": 0.2, "top_p": 0.9, "seed": null}
+          "temperature": 0.2, "top_p": 0.9, "seed": null, "repeat_penalty": 1.1,
+          "repeat_last_n": 64, "loop_guard": true, "priority": "interactive",
+          "bound": {"text": "...", "ratio": 1.5, "extra": 32}}   (a rewrite's length bound)
          {"op": "cancel", "rid": 7}
     out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123}
          {"event": "delta", "rid": 7, "text": "Hel"}
          {"event": "done", "rid": 7, "result": {...}}
-         {"event": "error", "rid": 7, "kind": "context_too_long", "message": "..."}
+         {"event": "error", "rid": 7, "kind": "context_too_long", "message": "...",
+          "data": {"tokens": 5000, "context": 4096, "cut": 968}}
 
 One request runs at a time; a cancel is read by a thread while tokens are produced,
-so generation stops within one token.
+so generation stops within one token. Each request computes with the CPUs free at the
+time, re-checked as it goes (engine/cpu.py); a ``background`` one runs on a thread of
+its own at nice 19, so the user's own programs come first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
 from typing import IO, Any
 
+from daemon.engine.answer import AnswerText
 from daemon.engine.backend import Backend, Sampling
+from daemon.engine.context import ContextWindow
+from daemon.engine.cpu import CpuShare, lower_this_thread
+from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
-from daemon.engine.stops import StopScanner
+from daemon.errors import ContextTooLong
 
 DELTA_EVERY_S = 0.02  # at most ~50 deltas a second: smooth to read, cheap to carry
 
@@ -48,11 +59,44 @@ def load_backend(engine: str, path: Path, n_ctx: int) -> Backend:
 
 
 class Runner:
-    def __init__(self, backend: Backend, out: IO[str]) -> None:
+    def __init__(self, backend: Backend, out: IO[str], cpu: CpuShare | None = None) -> None:
         self.backend = backend
         self.out = out
         self.cancelled: set[int] = set()
         self.lock = threading.Lock()
+        self.window = ContextWindow()  # which turns fit; remembers its last cut
+        self.cpu = cpu
+        self.threads = 0  # what the backend computes with now (0: not set yet)
+        self._background: ThreadPoolExecutor | None = None
+
+    def fit_threads(self) -> None:
+        """Compute with the CPUs free now. Engines whose thread count can change between
+        tokens have ``set_threads`` (llama.cpp); MLX on a CPU computes on one thread."""
+        set_threads = getattr(self.backend, "set_threads", None)
+        if self.cpu is None or set_threads is None:
+            return
+        n = self.cpu.threads()
+        if n != self.threads:
+            set_threads(n)
+            self.threads = n
+
+    def serve(self, cmd: dict[str, Any]) -> None:
+        """One command: a background request on the background thread, waited for."""
+        if cmd.get("priority") == "background":
+            if self._background is None:
+                self._background = ThreadPoolExecutor(1, "background", lower_this_thread)
+            self._background.submit(self.generate_or_report, cmd).result()
+        else:
+            self.generate_or_report(cmd)
+
+    def generate_or_report(self, cmd: dict[str, Any]) -> None:
+        try:
+            self.generate(cmd)
+        except Exception as exc:  # report, keep serving: one bad request is not a crash
+            self.emit(
+                {"event": "error", "rid": cmd.get("rid"), "kind": "runner_failed",
+                 "message": f"{type(exc).__name__}: {exc}"}
+            )  # fmt: skip
 
     def emit(self, event: dict[str, Any]) -> None:
         with self.lock:
@@ -62,29 +106,29 @@ class Runner:
     def generate(self, cmd: dict[str, Any]) -> None:
         rid = int(cmd["rid"])
         start = time.perf_counter()
-        prompt_text = render(
-            self.backend.chat_template(), cmd["messages"], self.backend.special_tokens()
-        )
-        prompt = self.backend.tokenize(prompt_text)
         n_ctx = self.backend.context_length()
-        if len(prompt) >= n_ctx:
-            self.emit(
-                {
-                    "event": "error",
-                    "rid": rid,
-                    "kind": "context_too_long",
-                    "message": f"the prompt is {len(prompt)} tokens; this model "
-                    f"takes at most {n_ctx - 1}. Shorten it or start a new conversation.",
-                }
+        max_tokens = self._max_tokens(cmd, n_ctx)
+        try:
+            fitted = self.window.fit(
+                cmd["messages"], self._tokens_of, n_ctx, reserve=min(max_tokens, n_ctx // 4)
             )
+        except ContextTooLong as exc:
+            self.emit({"event": "error", "rid": rid, "kind": exc.kind, "message": exc.message,
+                       "data": exc.data})  # fmt: skip
             return
-        max_tokens = min(int(cmd.get("max_tokens") or n_ctx), n_ctx - len(prompt))
+        prompt = fitted.tokens
+        max_tokens = min(max_tokens, n_ctx - len(prompt))
         sampling = Sampling(
             temperature=float(cmd.get("temperature", Sampling.temperature)),
             top_p=float(cmd.get("top_p", Sampling.top_p)),
             seed=cmd.get("seed"),
+            repeat_penalty=float(cmd.get("repeat_penalty", Sampling.repeat_penalty)),
+            repeat_last_n=int(cmd.get("repeat_last_n", Sampling.repeat_last_n)),
         )
-        scanner = StopScanner(cmd.get("stop") or [])
+        answer = AnswerText(
+            cmd.get("stop") or [], LoopGuard() if cmd.get("loop_guard", True) else None
+        )
+        self.fit_threads()
         finish, count, first = "stop", 0, None
         pending, sent = "", 0.0  # text not yet sent, and when the last delta went
         for token in self.backend.generate(prompt, sampling):
@@ -92,14 +136,15 @@ class Runner:
             if first is None:
                 first = now
             count += 1
-            text, hit = scanner.feed(token.text)
-            pending += text
+            self.fit_threads()  # another program may have started or stopped
+            pending += answer.feed(token)
             # Fast engines make a token every few ms: one delta per DELTA_EVERY_S carries
             # them all, sparing the cores they share a line's work per token.
-            if pending and (now - sent >= DELTA_EVERY_S or hit):
+            if pending and (now - sent >= DELTA_EVERY_S or answer.finish):
                 self.emit({"event": "delta", "rid": rid, "text": pending, "tokens": count})
                 pending, sent = "", now
-            if hit:
+            if answer.finish:
+                finish = answer.finish
                 break
             if rid in self.cancelled:
                 finish = "cancelled"
@@ -107,31 +152,43 @@ class Runner:
             if count >= max_tokens:
                 finish = "length"
                 break
-        tail = pending + (scanner.flush() if finish != "stop" or not scanner.hit else "")
+        tail = pending + answer.flush()
         if tail:
             self.emit({"event": "delta", "rid": rid, "text": tail, "tokens": count})
         end = time.perf_counter()
         first = first or end
         self.cancelled.discard(rid)
-        self.emit(
-            {
-                "event": "done",
-                "rid": rid,
-                "result": {
-                    "text": scanner.text,
-                    "finish_reason": finish,
-                    "tokens": {"prompt": len(prompt), "completion": count},
-                    "timings": {
-                        "ttft_ms": round((first - start) * 1000, 2),
-                        "tokens_per_s": round((count - 1) / (end - first), 2)
-                        if count > 1 and end > first
-                        else 0.0,
-                        "total_ms": round((end - start) * 1000, 2),
-                    },
-                    "cached_tokens": int(getattr(self.backend, "last_reused_tokens", 0)),
-                },
-            }
-        )
+        result: dict[str, Any] = {
+            "text": answer.text,
+            "finish_reason": finish,
+            "tokens": {"prompt": len(prompt), "completion": count},
+            "timings": {
+                "ttft_ms": round((first - start) * 1000, 2),
+                "tokens_per_s": round((count - 1) / (end - first), 2)
+                if count > 1 and end > first
+                else 0.0,
+                "total_ms": round((end - start) * 1000, 2),
+                "threads": self.threads or None,
+            },
+            "cached_tokens": int(getattr(self.backend, "last_reused_tokens", 0)),
+            "context": fitted.report(n_ctx),
+        }
+        if answer.loop is not None:
+            result["repetition"] = {"period": answer.loop.period, "cut": answer.loop.repeated}
+        self.emit({"event": "done", "rid": rid, "result": result})
+
+    def _tokens_of(self, messages: list[dict[str, str]]) -> list[int]:
+        text = render(self.backend.chat_template(), messages, self.backend.special_tokens())
+        return self.backend.tokenize(text)
+
+    def _max_tokens(self, cmd: dict[str, Any], n_ctx: int) -> int:
+        """The request's max_tokens, or the bound that follows a rewrite's input."""
+        limit = int(cmd.get("max_tokens") or n_ctx)
+        bound = cmd.get("bound")
+        if bound:  # {"text", "ratio", "extra"}: a rewrite no longer than its input warrants
+            size = len(self.backend.tokenize(bound["text"]))
+            limit = min(limit, math.ceil(float(bound["ratio"]) * size) + int(bound["extra"]))
+        return max(1, limit)
 
 
 def _read_commands(runner: Runner, jobs: Queue[dict[str, Any] | None]) -> None:
@@ -160,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
     confine_runner()
     install(report_to(sys.stderr))  # the socket guard too: refusals go to the runner log
+    cpu = CpuShare().start()  # sampling while the model loads: a first choice is ready
     backend = load_backend(args.engine, args.model, args.n_ctx)
-    runner = Runner(backend, out)
+    runner = Runner(backend, out, cpu)
     runner.emit(
         {
             "event": "ready",
@@ -173,13 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs: Queue[dict[str, Any] | None] = Queue()
     threading.Thread(target=_read_commands, args=(runner, jobs), daemon=True).start()
     while (cmd := jobs.get()) is not None:
-        try:
-            runner.generate(cmd)
-        except Exception as exc:  # report, keep serving: one bad request is not a crash
-            runner.emit(
-                {"event": "error", "rid": cmd.get("rid"), "kind": "runner_failed",
-                 "message": f"{type(exc).__name__}: {exc}"}
-            )  # fmt: skip
+        runner.serve(cmd)
     backend.close()
     return 0
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from daemon.engine.process import OnDelta, RunnerGone, RunnerProcess
 from daemon.errors import Busy, Cancelled, HearthError, RunnerFailed
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 Spawn = Callable[[str, Path, int, IO[bytes]], Awaitable[RunnerProcess]]
 State = Literal["queued", "starting", "running", "done"]
+
+
+class Admit(Protocol):
+    """Asked before a runner starts (engine/memory.py); raises to refuse the load."""
+
+    async def admit(self, scheduler: Scheduler, slot: Slot, n_ctx: int) -> None: ...
 
 
 @dataclass(eq=False)
@@ -62,6 +69,7 @@ class Slot:
     current: Job | None = None
     worker: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
+    last_used: float = 0.0  # monotonic time its last request ended
 
     def pending(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -70,9 +78,10 @@ class Slot:
 class Scheduler:
     def __init__(
         self, *, keep_alive: float, queue_size: int, n_ctx: int, log_file: IO[bytes],
-        spawn: Spawn = RunnerProcess.start,
+        spawn: Spawn = RunnerProcess.start, memory: Admit | None = None,
     ) -> None:  # fmt: skip
         self.keep_alive = keep_alive
+        self.memory = memory  # refuses a model that cannot fit; None checks nothing
         self.queue_size = queue_size
         self.n_ctx = n_ctx
         self.log_file = log_file
@@ -168,6 +177,8 @@ class Scheduler:
     async def _start(self, slot: Slot) -> RunnerProcess:
         me = asyncio.current_task()
         try:
+            if self.memory is not None:
+                await self.memory.admit(self, slot, self.n_ctx)
             runner = await self.spawn(slot.key[1], slot.path, self.n_ctx, self.log_file)
         except BaseException:
             if slot.starting is me:
@@ -177,6 +188,7 @@ class Scheduler:
             await runner.stop()
             raise asyncio.CancelledError
         slot.starting, slot.runner = None, runner
+        slot.last_used = time.monotonic()
         log.info("loaded %s on %s (runner pid %d)", slot.key[0], slot.key[1], runner.pid)
         if not slot.pending() and slot.current is None:
             self._arm_timer(slot)
@@ -212,6 +224,7 @@ class Scheduler:
                 self._end(job, RunnerFailed(f"internal error: {exc}"))
             finally:
                 slot.current = None
+                slot.last_used = time.monotonic()
         self._arm_timer(slot)
 
     async def _run(self, slot: Slot, job: Job) -> dict[str, Any]:
@@ -273,11 +286,26 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def _expire(self, slot: Slot) -> None:
+        await self.release(slot, "after keep-alive")
+
+    async def release(self, slot: Slot, why: str) -> None:
+        """Stop an idle slot's runner (a request arriving meanwhile starts a fresh one)."""
         if slot.pending() or slot.current is not None or slot.runner is None:
             return
+        self._disarm(slot)
         runner, slot.runner = slot.runner, None
-        log.info("unloading %s after keep-alive", slot.key[0])
+        log.info("unloading %s %s", slot.key[0], why)
         await runner.stop()
+
+    def idle_slots(self, idle_for: float) -> list[Slot]:
+        """Slots with a runner, nothing to do, and unused for ``idle_for`` s; LRU first."""
+        now = time.monotonic()
+        idle = [
+            s for s in self.slots.values()
+            if s.runner is not None and s.starting is None and s.current is None
+            and not s.pending() and now - s.last_used >= idle_for
+        ]  # fmt: skip
+        return sorted(idle, key=lambda s: s.last_used)
 
     def runners(self) -> list[dict[str, Any]]:
         return [

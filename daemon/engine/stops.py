@@ -6,7 +6,6 @@ from __future__ import annotations
 class StopScanner:
     def __init__(self, stops: list[str]) -> None:
         self.stops = [s for s in stops if s]
-        self.text = ""  # everything released so far
         self.pending = ""  # held back: could be the start of a stop string
         self.hit = False
 
@@ -18,7 +17,6 @@ class StopScanner:
             if at >= 0:
                 self.hit = True
                 self.pending = ""
-                self.text += buf[:at]
                 return buf[:at], True
         keep = 0
         for stop in self.stops:
@@ -28,11 +26,9 @@ class StopScanner:
                     break
         release = buf[: len(buf) - keep]
         self.pending = buf[len(buf) - keep :]
-        self.text += release
         return release, False
 
     def flush(self) -> str:
         """Generation ended without a stop string: release what was held back."""
         rest, self.pending = self.pending, ""
-        self.text += rest
         return rest

@@ -5,21 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from daemon.config import Config
 from daemon.errors import InvalidParams
 from daemon.methods import history
 from daemon.methods import params as p
 from daemon.methods.egress import remote_chat
-from daemon.presets import BUILTIN, RewriteCleaner, presets, rewrite_messages
+from daemon.presets import BUILTIN, RewriteCleaner, bound, presets, rewrite_messages
 from daemon.rpc import Call, Register
 
 
 async def generate(
     call: Call, params: dict[str, Any], messages: list[dict[str, str]], event: str,
-    cleaner: RewriteCleaner | None = None,
+    defaults: dict[str, Any] | None = None, cleaner: RewriteCleaner | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Queue a generation and stream its deltas as `event` notifications."""
+    """Queue a generation and stream its deltas as `event` notifications. ``defaults``
+    are job fields the request's options may override (a chat's, when None)."""
     app = call.app
-    job_params = {"messages": messages, **p.generation_options(params)}
+    if defaults is None:
+        defaults = chat_defaults(app.config)
+    job_params = {"messages": messages, **defaults, **p.generation_options(params)}
     model = app.registry.resolve(p.optional_str(params, "model"))
     engine = app.engine_for(model, p.engine(params))
 
@@ -65,7 +69,18 @@ async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         )
     messages = rewrite_messages(available[name], text)
     params = {**params, "options": {"temperature": 0.2, **(params.get("options") or {})}}
-    return await generate(call, params, messages, "rewrite.delta", RewriteCleaner())
+    ratio, extra = bound(name, call.app.config.presets)  # options.max_tokens overrides
+    defaults = {"bound": {"text": text, "ratio": ratio, "extra": extra}}
+    defaults.update(sampling_defaults(call.app.config))
+    return await generate(call, params, messages, "rewrite.delta", defaults, RewriteCleaner())
+
+
+def sampling_defaults(config: Config) -> dict[str, Any]:
+    return {"repeat_penalty": config.repeat_penalty, "repeat_last_n": config.repeat_last_n}
+
+
+def chat_defaults(config: Config) -> dict[str, Any]:
+    return {"max_tokens": config.max_tokens, **sampling_defaults(config)}
 
 
 async def presets_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:

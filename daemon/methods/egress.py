@@ -212,7 +212,7 @@ async def remote_chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     if route != "remote":
         raise InvalidParams("route must be 'local' or 'remote'", field="route")
     messages = p.messages(params)
-    options = p.generation_options(params)
+    options = {k: v for k, v in p.generation_options(params).items() if k not in p.LOCAL_ONLY}
     egress = _egress(call)
     client, model = egress.remote_client(p.optional_str(params, "model"))
     send = _sender(call, "chat.delta")

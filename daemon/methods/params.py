@@ -55,12 +55,22 @@ def _number(opts: dict[str, Any], key: str, lo: float, hi: float, integer: bool 
     return value
 
 
+OPTIONS = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine", "priority"} | {
+    "repeat_penalty",
+    "repeat_last_n",
+    "loop_guard",
+}
+# Hearth's runner's and scheduler's own: never passed on to a remote server
+LOCAL_ONLY = {"repeat_penalty", "repeat_last_n", "loop_guard", "priority"}
+
+
 def generation_options(params: dict[str, Any]) -> dict[str, Any]:
-    """options → the runner's job fields (temperature, top_p, max_tokens, seed, stop)."""
+    """options → the runner's job fields: only those the request set (defaults are the
+    caller's: see methods/chat.py)."""
     opts = params.get("options") or {}
     if not isinstance(opts, dict):
         raise InvalidParams("options must be an object", field="options")
-    known = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine"}
+    known = OPTIONS
     unknown = set(opts) - known
     if unknown:
         raise InvalidParams(f"unknown option(s): {', '.join(sorted(unknown))}", field="options")
@@ -73,6 +83,14 @@ def generation_options(params: dict[str, Any]) -> dict[str, Any]:
         job["max_tokens"] = _number(opts, "max_tokens", 1, 1 << 20, integer=True)
     if "seed" in opts:
         job["seed"] = _number(opts, "seed", 0, 2**31 - 1, integer=True)
+    if "repeat_penalty" in opts:
+        job["repeat_penalty"] = float(_number(opts, "repeat_penalty", 1, 2))
+    if "repeat_last_n" in opts:
+        job["repeat_last_n"] = _number(opts, "repeat_last_n", 0, 4096, integer=True)
+    if "loop_guard" in opts:
+        if not isinstance(opts["loop_guard"], bool):
+            raise InvalidParams("options.loop_guard must be true or false", field="loop_guard")
+        job["loop_guard"] = opts["loop_guard"]
     if "stop" in opts:
         stop = opts["stop"]
         stop = [stop] if isinstance(stop, str) else stop
@@ -83,6 +101,13 @@ def generation_options(params: dict[str, Any]) -> dict[str, Any]:
         ):
             raise InvalidParams("options.stop must be a string or up to 8 strings", field="stop")
         job["stop"] = stop
+    if "priority" in opts:
+        if opts["priority"] not in ("interactive", "background"):
+            raise InvalidParams(
+                "options.priority must be interactive (someone waits for it) or background",
+                field="priority",
+            )
+        job["priority"] = opts["priority"]
     return job
 
 

@@ -44,10 +44,16 @@ async def status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         "queue": app.scheduler.queue_depth(),
         "uptime_s": round(time.time() - app.started, 1),
         "keep_alive_s": app.config.keep_alive,
+        # Never waits: the vault and the audit log may still wait on the OS keychain.
         "network": {
             "mode": app.egress.policy.mode.value,
             "blocked": app.egress.guard.blocked_count,
-        },
+            "audit": app.egress.state(),
+        }
+        if app.ready
+        else {"mode": None, "blocked": 0, "audit": "starting"},
+        "vault": app.vault.state() if app.ready else {"state": "starting", "reason": "starting"},
+        "memory": app.memory.status() if app.memory else None,
     }
 
 

@@ -1,7 +1,10 @@
 """The daemon's vault: opened at start when it can be, otherwise locked with the way out.
 
-- A keychain-protected vault opens at start (and is retried on use if the keychain was
-  unreachable then). With no vault yet, one is created under the keychain — unless
+- A keychain-protected vault opens at start, in a thread of its own: the OS keychain may
+  take seconds to answer, or never answer (a stuck gnome-keyring), and the daemon serves
+  meanwhile. Until it answers the vault reports itself ``starting`` (then
+  ``keychain_timeout``); it opens as soon as the keychain answers, and an attempt that
+  failed is retried on use. With no vault yet, one is created under the keychain — unless
   ``keyring`` offers no backend that keeps secrets (a headless box): then there is no
   vault, never a key file, until the user runs ``hearth vault init --passphrase``.
 - A passphrase-protected vault stays locked until ``vault.unlock``, then stays open for
@@ -9,7 +12,8 @@
 
 ``require()`` gives the open vault or raises ``VaultLocked`` saying what to do. Every
 method here is synchronous and thread-safe: the daemon calls them with
-``asyncio.to_thread``.
+``asyncio.to_thread``. None waits more than ``KEYCHAIN_WAIT`` for a keychain attempt in
+flight, so a hung keychain never holds a request, the retention sweep or shutdown.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,8 @@ log = logging.getLogger(__name__)
 SETTINGS: dict[str, Any] = {"keep_history": True, "retention_days": None}
 PURGE_INTERVAL = 3600.0  # seconds between retention sweeps (one also runs at start)
 STORE_FALSE = 'Chats sent with "store": false still work meanwhile.'
+KEYCHAIN_WAIT = 1.0  # seconds a request waits for a keychain attempt in flight
+KEYCHAIN_SLOW = 5.0  # an attempt older than this is reported as the keychain not answering
 
 
 def known_setting(key: str) -> str:
@@ -83,58 +91,80 @@ class VaultService:
     def __init__(self, path: Path, keychain: Callable[[], KeySource] = KeychainKeySource) -> None:
         self.path = path
         self._keychain = keychain
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while the vault is opened, created or rekeyed
+        self._meta = threading.Lock()  # guards _opening only: never held across I/O
         self._vault: Vault | None = None
         self._why: HearthError | None = None  # why it is not open
         self._closed = False
+        self._opening: threading.Event | None = None  # set when the attempt in flight ends
+        self._opening_since = 0.0
 
     # -- state -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open (or create) a keychain vault; a passphrase vault waits for ``unlock``."""
-        with self._lock:
-            self._open_with_keychain()
+        """Begin opening (or creating) a keychain vault in the background; returns at once.
+
+        A passphrase vault waits for ``unlock``."""
+        self._attempt()
 
     def require(self) -> Vault:
         """The open vault, or VaultLocked saying why not and what to do."""
-        with self._lock:
-            if self._vault is None and not self._closed:
-                self._open_with_keychain()  # the keychain may be reachable by now
+        waiting = self._settle()
+        if waiting is not None:
+            raise waiting
+        with self._locked_briefly():
             if self._vault is None:
                 raise self._locked()
             return self._vault
 
     def status(self) -> dict[str, Any]:
-        with self._lock:
-            if self._vault is None and not self._closed:
-                self._open_with_keychain()  # report what is true now
+        locked = self._settle()  # report what is true now
+        try:
+            protection = Vault.protection(self.path)
+        except HearthError:
+            protection = None
+        if locked is None:
             try:
-                protection = Vault.protection(self.path)
-            except HearthError:
-                protection = None
-            locked = None if self._vault is not None else self._locked()
-            return {
-                "path": str(self.path),
-                "initialized": protection is not None,
-                "locked": locked is not None,
-                "protection": protection,
-                "reason": locked.data.get("reason") if locked else None,
-                "message": locked.message if locked else None,
-            }
+                with self._locked_briefly():
+                    locked = None if self._vault is not None else self._locked()
+            except VaultLocked as waiting:
+                locked = waiting
+        return {
+            "path": str(self.path),
+            "initialized": protection is not None,
+            "locked": locked is not None,
+            "protection": protection,
+            "reason": locked.data.get("reason") if locked else None,
+            "message": locked.message if locked else None,
+        }
+
+    def state(self) -> dict[str, Any]:
+        """What the daemon's ``status`` shows, at once: never waits for the keychain."""
+        if self._vault is not None:
+            return {"state": "open", "reason": None}
+        waiting = self._waiting()
+        if waiting is not None:
+            return {"state": "starting", "reason": waiting.data["reason"]}
+        return {"state": "locked", "reason": self._reason()}
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
+        self._closed = True  # an attempt still waiting on the keychain closes what it opens
+        if not self._lock.acquire(timeout=KEYCHAIN_WAIT):
+            log.warning("vault: the keychain never answered; closing without it")
+            return
+        try:
             if self._vault is not None:
                 self._vault.close()
                 self._vault = None
             self._why = VaultLocked("The daemon is shutting down.", reason="closed")
+        finally:
+            self._lock.release()
 
     # -- key management ----------------------------------------------------------------
 
     def init(self, passphrase: str | None) -> None:
         """Create the vault: under ``passphrase``, or under the OS keychain when None."""
-        with self._lock:
+        with self._locked_briefly():
             if Vault.is_initialized(self.path):
                 raise InvalidParams(
                     "A vault already exists. To protect it differently, use "
@@ -147,7 +177,7 @@ class VaultService:
 
     def unlock(self, passphrase: str | None) -> None:
         """Open a locked vault; a wrong passphrase raises WrongPassphrase and changes nothing."""
-        with self._lock:
+        with self._locked_briefly():
             if self._vault is not None:
                 return
             protection = Vault.protection(self.path)
@@ -182,14 +212,80 @@ class VaultService:
 
     def purge_expired(self) -> int:
         """Crypto-shred conversations older than ``retention_days``; how many. 0 if locked."""
-        with self._lock:
-            vault = self._vault
+        vault = self._vault
         if vault is None:
             return 0
         days = vault.get_setting("retention_days", None)
         return 0 if days is None else vault.purge_older_than(float(days))
 
     # -- internals ---------------------------------------------------------------------
+
+    def _attempt(self) -> threading.Event:
+        """The attempt to open with the keychain in flight, or a new one in a thread.
+
+        Only this thread calls the keychain while the vault is closed, so a keychain that
+        never answers holds one thread, never a request."""
+        with self._meta:
+            if self._opening is None or self._opening.is_set():
+                done = threading.Event()
+                self._opening, self._opening_since = done, time.monotonic()
+                threading.Thread(
+                    target=self._open_in_background, args=(done,), name="vault-open", daemon=True
+                ).start()
+            return self._opening
+
+    def _settle(self) -> VaultLocked | None:
+        """Retry the keychain if the vault is not open; why not, if it still waits on it.
+
+        Waits for the attempt until it counts as slow (a keychain that answers in a few
+        seconds, as at login, is waited for), then KEYCHAIN_WAIT at most."""
+        if self._vault is not None or self._closed:
+            return None
+        opening = self._attempt()
+        timeout = max(KEYCHAIN_WAIT, self._opening_since + KEYCHAIN_SLOW - time.monotonic())
+        return None if opening.wait(timeout) else self._waiting()
+
+    def _open_in_background(self, done: threading.Event) -> None:
+        try:
+            with self._lock:
+                if not self._closed and self._vault is None:
+                    self._open_with_keychain()
+                if self._closed and self._vault is not None:  # shut down while we waited
+                    self._vault.close()
+                    self._vault = None
+        finally:
+            done.set()
+
+    def _waiting(self) -> VaultLocked | None:
+        """Why the vault is not open yet while an attempt waits on the keychain, else None."""
+        opening = self._opening
+        if opening is None or opening.is_set():
+            return None
+        waited = time.monotonic() - self._opening_since
+        if waited < KEYCHAIN_SLOW:
+            return VaultLocked(
+                f"The vault is opening: waiting for the OS keychain. {STORE_FALSE}",
+                reason="starting",
+            )
+        return VaultLocked(
+            f"The vault is not open: the OS keychain has not answered for {waited:.0f} s "
+            "(is gnome-keyring, KWallet or the Keychain stuck?). Hearth opens the vault as "
+            f"soon as it answers. {STORE_FALSE}",
+            reason="keychain_timeout",
+        )
+
+    @contextmanager
+    def _locked_briefly(self) -> Iterator[None]:
+        """Hold the lock, or raise VaultLocked if an attempt holds it longer than
+        KEYCHAIN_WAIT (it waits on the keychain)."""
+        if not self._lock.acquire(timeout=KEYCHAIN_WAIT):
+            raise self._waiting() or VaultLocked(
+                f"The vault is busy; try again in a moment. {STORE_FALSE}", reason="busy"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _open_with_keychain(self) -> None:
         before = self._reason()

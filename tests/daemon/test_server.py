@@ -95,7 +95,7 @@ def test_status_describes_the_daemon(daemon: Daemon, client: Client) -> None:
     assert status["engine"] in ("llamacpp", "mlx")
     assert status["models_loaded"] and status["runners"][0]["pid"] != daemon.proc.pid
     assert status["queue"] == 0
-    assert status["network"] == {"mode": "offline", "blocked": 0}
+    assert status["network"] == {"mode": "offline", "blocked": 0, "audit": "open"}
 
 
 def test_cancel_stops_generation_within_a_token(client: Client) -> None:

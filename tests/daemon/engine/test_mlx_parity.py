@@ -19,11 +19,13 @@ import mlx.core  # noqa: F401  - the suite needs MLX (mlx[cpu] on Linux)
 import numpy as np
 import pytest
 
+from daemon.engine.backend import Sampling
 from daemon.engine.convert import convert_gguf_to_mlx
 from daemon.engine.mlx import MLXBackend, load
 from tests.daemon.engine.conftest_mlx import PROMPTS, default_gguf, dequantized_gguf, render, take
 
 N_TOKENS = 16
+PENALTY, PENALTY_LAST_N = 1.5, 8  # strong and short: it changes tokens within 16
 NEAR_TIE = 1.0  # logits; llama.cpp's Q4_1 results differ from exact ones by up to ~1.15
 
 
@@ -55,19 +57,30 @@ def test_the_converted_folder_generates_the_same_tokens(
 
 def test_llama_cpp_on_the_exact_weights_generates_the_same_tokens(
     tmp_path_factory: pytest.TempPathFactory,
+    gguf_backend: MLXBackend,
     prompts: list[list[int]],
     gguf_tokens: list[list[int]],
 ) -> None:
+    """Also with the repeat penalty: the same formula over the same window (the last
+    `repeat_last_n` generated tokens) on both engines gives the same tokens."""
     import llama_cpp
 
     exact = dequantized_gguf(default_gguf(), tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf")
     llm = llama_cpp.Llama(str(exact), n_ctx=2048, verbose=False, type_k=0, type_v=0)
+    penalized = Sampling(temperature=0, repeat_penalty=PENALTY, repeat_last_n=PENALTY_LAST_N)
+    changed = 0
     try:
         for prompt, ours in zip(prompts, gguf_tokens, strict=True):
             assert _llama_cpp_greedy(llm, prompt, N_TOKENS) == ours
+            mlx_penalized = take(gguf_backend, prompt, N_TOKENS, penalized)
+            llm.last_n_tokens_size = PENALTY_LAST_N
+            llama_penalized = _llama_cpp_greedy(llm, prompt, N_TOKENS, PENALTY)
+            assert mlx_penalized == llama_penalized
+            changed += mlx_penalized != ours
     finally:
         llm.close()
         exact.unlink()  # 540 MB
+    assert changed >= 2  # the penalty did change what greedy picks
 
 
 def test_llama_cpp_on_the_q4_1_file_picks_the_same_tokens_or_near_ties(
@@ -87,9 +100,12 @@ def test_llama_cpp_on_the_q4_1_file_picks_the_same_tokens_or_near_ties(
     print("tokens agreeing with llama.cpp Q4_1 greedy, per prompt:", agreed)
 
 
-def _llama_cpp_greedy(llm: object, prompt: list[int], n: int) -> list[int]:
+def _llama_cpp_greedy(
+    llm: object, prompt: list[int], n: int, repeat_penalty: float = 1.0
+) -> list[int]:
     out: list[int] = []
-    for token in llm.generate(prompt, temp=0, top_k=1, reset=True):  # type: ignore[attr-defined]
+    generate = llm.generate  # type: ignore[attr-defined]
+    for token in generate(prompt, temp=0, top_k=1, reset=True, repeat_penalty=repeat_penalty):
         if token in (0, 2) or len(out) == n:  # <|endoftext|>, <|im_end|>
             break
         out.append(token)
