@@ -6,8 +6,12 @@ For each call (and each redirect hop, which is a call to a new place) the gatewa
 2. writes an ``intent`` entry (where, why, the decision) — a denied call stops here,
    after an ``outcome`` entry recording the refusal;
 3. sends it, with the socket guard's passage open for that host only;
-4. writes an ``outcome`` entry: status, body bytes up and down, duration, and on failure
-   the error's class name (messages can quote header values, so they stay out).
+4. writes an ``outcome`` entry: status, body bytes up (those the connection took, also
+   when no answer came) and down, duration, and on failure the error's class name
+   (messages can quote header values, so they stay out).
+
+A redirect the gateway will not follow (not http(s), credentials in it, not a URL) is a
+refusal like a denied call: audited, and raised as :class:`EgressDenied`.
 
 Query strings, headers and bodies are never logged. No proxies or netrc from the
 environment (``trust_env=False``) and no cookie jar: nothing links one call to another
@@ -65,6 +69,32 @@ def _origin(url: httpx.URL) -> tuple[str, str]:
     return url.scheme, f"{url.host}:{url.port}"
 
 
+def _redirect_target(url: httpx.URL, location: str) -> httpx.URL:
+    """Where a redirect points, or :class:`InvalidParams` when it is nowhere to follow."""
+    try:
+        joined = url.join(location)
+    except httpx.InvalidURL as exc:
+        raise InvalidParams(f"not a URL: {exc}") from None
+    return parse_url(joined)
+
+
+class _Upload(httpx.SyncByteStream):
+    """A request body that counts what the connection took: a chunk counts once the
+    transport asks for the next one, so it was written whole."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self._body), self.CHUNK):
+            chunk = self._body[start : start + self.CHUNK]
+            yield chunk
+            self.sent += len(chunk)
+
+
 class _Call:
     """One call's audit state, from its intent entry to its single outcome entry."""
 
@@ -72,6 +102,7 @@ class _Call:
         self.intent = intent
         self.started = time.monotonic()
         self.response: httpx.Response | None = None
+        self.upload: _Upload | None = None
         self.error: str | None = None
 
     def finish(self, audit: AuditLog) -> None:
@@ -83,7 +114,7 @@ class _Call:
                 "intent": self.intent["seq"],
                 **{name: self.intent[name] for name in keep},
                 "status": response.status_code if response is not None else None,
-                "bytes_up": self.intent["bytes_up"] if response is not None else 0,
+                "bytes_up": self.upload.sent if self.upload is not None else 0,
                 "bytes_down": response.num_bytes_downloaded if response is not None else 0,
                 "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
                 "decision": self.intent["decision"],
@@ -171,7 +202,12 @@ class Gateway:
                 break
             response.close()
             call.finish(self._audit)
-            following = parse_url(target.join(location))
+            try:
+                following = _redirect_target(target, location)
+            except InvalidParams as exc:
+                raise self._refuse_redirect(
+                    caller, purpose, method, target, location, exc
+                ) from None
             if _origin(following) != _origin(target):
                 sent = {k: v for k, v in sent.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
             target = following
@@ -221,6 +257,8 @@ class Gateway:
             call.finish(self._audit)
             raise EgressDenied(decision.reason, caller=caller, host=host, mode=str(policy.mode))
         request = self._client.build_request(method, url, headers=headers, content=content)
+        if content:
+            call.upload = request.stream = _Upload(content)  # Content-Length stays set
         try:
             with passage(host):
                 response = self._client.send(request, stream=True)
@@ -238,7 +276,10 @@ class Gateway:
     ) -> None:
         """Record a call refused before it was made: a request that failed validation (a
         file name that would escape its folder, say) is evidence worth keeping too."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # not even splittable ("http://[::1"): keep nothing of it
+            parts = urlsplit("")
         try:
             port = parts.port
         except ValueError:
@@ -261,6 +302,31 @@ class Gateway:
         call = _Call(intent)
         call.error = type(error).__name__
         call.finish(self._audit)
+
+    def _refuse_redirect(
+        self,
+        caller: str,
+        purpose: str,
+        method: str,
+        source: httpx.URL,
+        location: str,
+        why: InvalidParams,
+    ) -> EgressDenied:
+        """Audit a redirect the gateway will not follow, and the error to raise for it."""
+        try:
+            shown = str(source.join(location))
+        except httpx.InvalidURL:
+            shown = location
+        host = normalize_host(source.host)
+        error = EgressDenied(
+            f"{caller}: {host} redirected to a place the gateway does not follow "
+            f"({why.message}); nothing was sent there",
+            caller=caller,
+            host=host,
+            reason="bad_redirect",
+        )
+        self.refuse(caller, purpose, method, shown, error, "invalid-redirect")
+        return error
 
     def close(self) -> None:
         self._client.close()
