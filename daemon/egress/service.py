@@ -33,13 +33,23 @@ from daemon.egress.policy import Policy
 from daemon.egress.remote import RemoteChat
 from daemon.egress.secrets import Secrets, open_secrets
 from daemon.egress.settings import NetworkSettings, Remote, load_settings, save_settings
-from daemon.egress.store import FileRecordStore, SealedRecordStore, SecretCheckpointStore
+from daemon.egress.store import (
+    FileRecordStore,
+    SealedRecordStore,
+    SecretCheckpointStore,
+    fsync_dir,
+)
 from daemon.egress.verify import verify
 from daemon.errors import Cancelled, HearthError, IntegrityError, InvalidParams, VaultLocked
 from daemon.paths import Paths
 
 log = logging.getLogger(__name__)
 
+LOG_FILE = "audit.log"
+FILE_MODE_ROLLBACK = (
+    "no keychain: the checkpoint is sealed in a file beside the log, so restoring an older "
+    "copy of the whole data folder cannot be detected"
+)
 SIGNING_KEY = "audit-signing-key"
 LOG_KEY = "audit-log-key"
 API_KEY = "remote-api-key"
@@ -48,13 +58,15 @@ KEYCHAIN_SLOW = 5.0  # seconds after which a keychain that has not answered is r
 T = TypeVar("T")
 
 
-def _signing_key(secrets: Secrets) -> Ed25519PrivateKey:
+def _signing_key(secrets: Secrets) -> tuple[Ed25519PrivateKey, bool]:
+    """The log's signing key, and whether it was just made (then no log may exist yet)."""
     raw = secrets.get(SIGNING_KEY)
+    fresh = raw is None
     if raw is None:
         key = Ed25519PrivateKey.generate()
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         secrets.put(SIGNING_KEY, raw)
-    return Ed25519PrivateKey.from_private_bytes(raw)
+    return Ed25519PrivateKey.from_private_bytes(raw), fresh
 
 
 def _log_key(secrets: Secrets) -> bytes:
@@ -82,6 +94,8 @@ class Egress:
         self._store: SealedRecordStore | None = None
         self._checkpoints: SecretCheckpointStore | None = None
         self._public: Ed25519PublicKey | None = None
+        self._signing: Ed25519PrivateKey | None = None
+        self._every = checkpoint_every
         self.audit: AuditLog | None = None
         self.gateway: Gateway | None = None
         self._checkpoint_every = checkpoint_every
@@ -120,14 +134,17 @@ class Egress:
     def _open_log(self, checkpoint_every: int) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.secrets = open_secrets(self.folder)
-        key = _signing_key(self.secrets)
-        self._public = key.public_key()
-        records = FileRecordStore(self.folder / "audit.log")
-        self._store = SealedRecordStore(records, _log_key(self.secrets))
+        key, fresh = _signing_key(self.secrets)
+        self._signing, self._public = key, key.public_key()
+        self._store = self._log_store()
         self._checkpoints = SecretCheckpointStore(self.secrets)
         self.audit = AuditLog(
-            self._store, self._checkpoints, key, checkpoint_every=checkpoint_every
+            self._store, self._checkpoints, key, checkpoint_every=checkpoint_every, create=fresh
         )
+
+    def _log_store(self) -> SealedRecordStore:
+        assert self.secrets is not None
+        return SealedRecordStore(FileRecordStore(self.folder / LOG_FILE), _log_key(self.secrets))
 
     # -- calls -------------------------------------------------------------------------
 
@@ -155,7 +172,7 @@ class Egress:
         failure = self.failure or HearthError("the audit log is not open")
         fix = ""
         if isinstance(failure, IntegrityError) and failure.data.get("problem"):
-            fix = f" (the log is {self.folder / 'audit.log'})"
+            fix = f" (the log is {self.folder / LOG_FILE}; `hearth audit reset` begins anew)"
         return type(failure)(
             f"outbound calls are off because the audit log cannot be used: {failure.message}" + fix,
             **failure.data,
@@ -247,7 +264,7 @@ class Egress:
         found: list[dict[str, Any]] = []
         for raw in self._store.records():
             try:
-                record = json.loads(raw)
+                record = json.loads(raw) if raw is not None else None
             except ValueError:
                 continue
             if not isinstance(record, dict) or record.get("type") != "entry":
@@ -266,11 +283,48 @@ class Egress:
                     "summary": message}  # fmt: skip
         started = time.monotonic()
         result = verify(self._store, self._public, self._checkpoints)
+        kind = self.secrets.kind if self.secrets else None
         return {
             **result.to_dict(),
             "summary": result.summary(),
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            "rollback_detectable": kind == "keychain",
+            "note": None if kind == "keychain" else FILE_MODE_ROLLBACK,
         }
+
+    def reset_log(self) -> dict[str, Any]:
+        """Set a log that failed verification aside, kept as evidence, and begin a new one
+        whose genesis record names it. A log that verifies is never reset."""
+        with self._lock:
+            if self._store is None or self._checkpoints is None or self._signing is None:
+                raise self._disabled()
+            assert self._public is not None
+            state = verify(self._store, self._public, self._checkpoints)
+            if state.ok:
+                raise InvalidParams(
+                    "the audit log verifies: there is nothing to reset", reason="log_ok"
+                )
+            log_file = self.folder / LOG_FILE
+            kept = self.folder / time.strftime("audit-%Y%m%dT%H%M%SZ.log", time.gmtime())
+            if log_file.exists():
+                os.replace(log_file, kept)
+                fsync_dir(self.folder)
+            previous = {
+                "log_id": state.log_id,
+                "entries": state.entries,
+                "problem": state.problem,
+                "kept": kept.name if kept.exists() else None,
+            }
+            self._store = self._log_store()
+            self.audit = AuditLog(
+                self._store, self._checkpoints, self._signing, checkpoint_every=self._every,
+                create=True, previous=previous,
+            )  # fmt: skip
+            self.failure = None
+            self.gateway = Gateway(self.settings.policy, self.audit)
+            self.guard.set_sink(self.audit.append)
+            log.warning("audit log reset: the old one (%s) is kept as %s", state.problem, kept)
+        return {**self.verify(), "kept": previous["kept"]}
 
     def close(self) -> None:
         """Refuse new calls, stop recording refusals, write the shutdown checkpoint."""

@@ -113,6 +113,10 @@ async def audit_verify(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     return await asyncio.to_thread(_egress(call).verify)
 
 
+async def audit_reset(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    return await asyncio.to_thread(_egress(call).reset_log)
+
+
 # -- models.pull -------------------------------------------------------------------------
 
 
@@ -288,6 +292,7 @@ def register(add: Register) -> None:
     add("net.remote", net_remote)
     add("audit.list", audit_list)
     add("audit.verify", audit_verify)
+    add("audit.reset", audit_reset)
     add("models.pull", models_pull)
     if os.environ.get(TEST_HOOKS) == "1":
         add("debug.phone_home", phone_home)

@@ -125,7 +125,8 @@ class Hello(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    log = AuditLog.open_files(Path(sys.argv[1]), Path(sys.argv[2]), Ed25519PrivateKey.generate())
+    key = Ed25519PrivateKey.generate()
+    log = AuditLog.open_files(Path(sys.argv[1]), Path(sys.argv[2]), key, create=True)
     installed = guard.install(log.append)
     results["installed_once"] = guard.install() is installed
     sys.addaudithook(watch)
