@@ -32,6 +32,8 @@ def show(status: dict[str, Any]) -> None:
         print(f"audit    {audit['entries']} entries (keys in the {audit['secrets']} store)")
     else:
         print(f"audit    NOT USABLE: {audit['problem']}")
+    if audit.get("secrets_note"):
+        print(f"secrets  {audit['secrets_note']}")
     if status.get("settings_problem"):
         print(f"settings {status['settings_problem']}")
     remote = status.get("remote")

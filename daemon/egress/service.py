@@ -31,7 +31,7 @@ from daemon.egress.audit import AuditLog
 from daemon.egress.gateway import Gateway
 from daemon.egress.policy import Policy
 from daemon.egress.remote import RemoteChat
-from daemon.egress.secrets import Secrets, open_secrets
+from daemon.egress.secrets import Secrets, confidentiality, open_secrets
 from daemon.egress.settings import NetworkSettings, Remote, load_settings, save_settings
 from daemon.egress.store import (
     FileRecordStore,
@@ -239,6 +239,8 @@ class Egress:
                 "entries": self.audit.count if self.audit else None,
                 "problem": self.failure.message if self.failure else None,
                 "secrets": self.secrets.kind if self.secrets else None,
+                "secrets_confidential": secrets is not None and secrets.kind == "keychain",
+                "secrets_note": self._secrets_note(),
             },
             "settings_problem": self.settings_problem,
             "remote": {"url": remote.url, "model": remote.model, "api_key_set": has_key}
@@ -253,6 +255,14 @@ class Egress:
             slow = time.monotonic() - self._opening_since > KEYCHAIN_SLOW
             return "keychain_timeout" if slow else "starting"
         return "open" if self.failure is None else "unavailable"
+
+    def _secrets_note(self) -> str | None:
+        if self.secrets is None:
+            return None
+        try:
+            return confidentiality(self.secrets)
+        except HearthError as exc:
+            return exc.message
 
     def entries(
         self, since: float | None = None, caller: str | None = None, limit: int = 1000

@@ -36,6 +36,10 @@ def test_the_network_is_offline_until_the_user_says_otherwise(running: Running) 
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "network  offline (nothing may leave this machine)"
     assert "rules    (none)" in out.stdout and "blocked  0 attempt(s)" in out.stdout
+    # No keychain here (the tests' default): the status says what that means.
+    assert "secrets  no keychain: " in out.stdout and "not confidential" in out.stdout
+    audit = json.loads(hearth(running.home, "net", "status", "--json").stdout)["audit"]
+    assert (audit["secrets"], audit["secrets_confidential"]) == ("file", False)
 
 
 def test_a_rule_set_from_the_cli_persists_and_is_enforced_after_a_restart(
