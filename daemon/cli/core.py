@@ -10,6 +10,7 @@ from typing import Any
 
 from daemon import __version__
 from daemon.cli import common, hint
+from daemon.cli.net import describe_isolation
 from daemon.client import EXIT_ALREADY_RUNNING, Client, connect, stop_daemon
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable, HearthError, InvalidParams
@@ -143,6 +144,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
             print(f"         {when} unloaded {event['model']}: {event['reason']}, "
                   f"{event['available_mb']:,} MB available")  # fmt: skip
+    for line in describe_isolation(status["isolation"]) if "isolation" in status else []:
+        print(line)
     return 0
 
 

@@ -57,6 +57,7 @@ ENTRY_FIELDS = frozenset(
         "stack",  # blocked calls: where the attempt came from
         "intent",  # outcome entries: the seq of their intent entry
         "change",  # policy entries: what the user changed, e.g. "mode offline -> ask"
+        "proxy",  # intent entries: the proxy (host:port) the call went through, if any
     }
 )
 _SCALARS = (str, int, float, type(None))

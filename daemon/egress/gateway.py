@@ -15,7 +15,8 @@ refusal like a denied call: audited, and raised as :class:`EgressDenied`.
 
 Query strings, headers and bodies are never logged. No proxies or netrc from the
 environment (``trust_env=False``) and no cookie jar: nothing links one call to another
-or leaves by a path the policy did not see.
+or leaves by a path the policy did not see. The one proxy used is the one the user set
+in Hearth (``proxy``); each call through it says so in its intent entry.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def parse_url(url: str | httpx.URL) -> httpx.URL:
     if parsed.userinfo:
         raise InvalidParams("credentials in a URL are refused: pass them as a header")
     return parsed
+
+
+def _proxy_address(proxy: str | None) -> str | None:
+    if proxy is None:
+        return None
+    url = httpx.URL(proxy)
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
 
 
 def _origin(url: httpx.URL) -> tuple[str, str]:
@@ -136,17 +144,34 @@ class Gateway:
         *,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         max_redirects: int = 5,
+        proxy: str | None = None,
     ) -> None:
         self.policy = policy
         self._audit = audit
         self._max_redirects = max_redirects
-        self._client = httpx.Client(
-            timeout=timeout,
+        self._timeout = timeout
+        self.proxy: str | None = None
+        self._retired: list[httpx.Client] = []
+        self._client = self._new_client(None)
+        self.set_proxy(proxy)
+
+    def _new_client(self, proxy: str | None) -> httpx.Client:
+        return httpx.Client(
+            timeout=self._timeout,
             trust_env=False,
             follow_redirects=False,
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             headers={"User-Agent": f"Hearth/{__version__}"},
+            proxy=proxy,
         )
+
+    def set_proxy(self, proxy: str | None) -> None:
+        """Send later calls through ``proxy`` (an http(s) URL), or directly with None."""
+        if proxy == self.proxy:
+            return
+        # The old client is closed with the gateway: calls in flight on it run to the end.
+        self._retired.append(self._client)
+        self._client, self.proxy = self._new_client(proxy), proxy
 
     def request(
         self,
@@ -249,6 +274,7 @@ class Gateway:
                 "bytes_up": len(content or b""),
                 "decision": decision.verdict,
                 "rule": decision.rule,
+                "proxy": _proxy_address(self.proxy),
             }
         )
         call = _Call(intent)
@@ -256,12 +282,13 @@ class Gateway:
             call.error = EgressDenied.__name__
             call.finish(self._audit)
             raise EgressDenied(decision.reason, caller=caller, host=host, mode=str(policy.mode))
-        request = self._client.build_request(method, url, headers=headers, content=content)
+        client, proxy = self._client, self.proxy  # one snapshot, as for the policy
+        request = client.build_request(method, url, headers=headers, content=content)
         if content:
             call.upload = request.stream = _Upload(content)  # Content-Length stays set
         try:
-            with passage(host):
-                response = self._client.send(request, stream=True)
+            with passage(host, *([httpx.URL(proxy).host] if proxy else [])):
+                response = client.send(request, stream=True)
         except httpx.HTTPError as exc:
             call.error = type(exc).__name__
             call.finish(self._audit)
@@ -329,4 +356,5 @@ class Gateway:
         return error
 
     def close(self) -> None:
-        self._client.close()
+        for client in (*self._retired, self._client):
+            client.close()

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -28,11 +28,19 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from daemon.egress import guard
 from daemon.egress.audit import AuditLog
+from daemon.egress.changes import changes
 from daemon.egress.gateway import Gateway
 from daemon.egress.policy import Policy
 from daemon.egress.remote import RemoteChat
 from daemon.egress.secrets import Secrets, confidentiality, open_secrets
-from daemon.egress.settings import NetworkSettings, Remote, load_settings, save_settings
+from daemon.egress.settings import (
+    NetworkSettings,
+    Remote,
+    check_proxy,
+    check_settings,
+    load_settings,
+    save_settings,
+)
 from daemon.egress.store import (
     FileRecordStore,
     SealedRecordStore,
@@ -95,7 +103,6 @@ class Egress:
         self._checkpoints: SecretCheckpointStore | None = None
         self._public: Ed25519PublicKey | None = None
         self._signing: Ed25519PrivateKey | None = None
-        self._every = checkpoint_every
         self.audit: AuditLog | None = None
         self.gateway: Gateway | None = None
         self._checkpoint_every = checkpoint_every
@@ -118,6 +125,13 @@ class Egress:
         failure: HearthError | None = None
         try:
             self._open_log(self._checkpoint_every)
+            assert self.secrets is not None
+            with self._lock:  # network.json, held against the digest the daemon wrote
+                self.settings, self.settings_problem = check_settings(
+                    self._settings_file, self.settings, self.settings_problem, self.secrets
+                )
+            if self.settings_problem:
+                log.error("%s", self.settings_problem)
         except HearthError as exc:
             failure = exc
             log.error("outbound calls are disabled: %s", exc.message)
@@ -125,8 +139,9 @@ class Egress:
             if self.audit is not None:
                 if self.closing.is_set():  # shut down while the keychain kept us waiting
                     self.audit.close()
-                else:
-                    self.gateway = Gateway(self.settings.policy, self.audit)
+                elif failure is None:
+                    settings = self.settings
+                    self.gateway = Gateway(settings.policy, self.audit, proxy=settings.proxy)
                     self.guard.set_sink(self.audit.append)
             self.failure = failure
             self.opened.set()  # under the lock: close() then sees either state, whole
@@ -168,6 +183,14 @@ class Egress:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
+    def record(self, entry: Mapping[str, object]) -> None:
+        """Append an entry to the audit log (runner refusals, policy changes); raises
+        when the log is not usable."""
+        audit = self.audit
+        if audit is None:
+            raise self._disabled()
+        audit.append(entry)
+
     def _disabled(self) -> HearthError:
         failure = self.failure or HearthError("the audit log is not open")
         fix = ""
@@ -200,27 +223,50 @@ class Egress:
     def policy(self) -> Policy:
         return self.settings.policy
 
-    def _save(self, settings: NetworkSettings) -> None:
-        save_settings(self._settings_file, settings)
+    def _save(self, settings: NetworkSettings, caller: str, key: str | None = None) -> None:
+        """Record each change in the audit log, then store and apply ``settings``. A change
+        that lets more out is refused when it cannot be recorded."""
+        found = changes(self.settings, settings, key)
+        if self.audit is None and any(c.loosens for c in found):
+            raise self._disabled()
+        for change in found:
+            if self.audit is not None:
+                self.audit.append(
+                    {"phase": "policy", "caller": caller, "change": change.text,
+                     "host": change.host}
+                )  # fmt: skip
+            else:
+                log.warning("network setting changed, not recorded: %s", change.text)
+        save_settings(self._settings_file, settings, self.secrets)
         self.settings, self.settings_problem = settings, None
         if self.gateway is not None:
             self.gateway.policy = settings.policy
+            self.gateway.set_proxy(settings.proxy)
 
-    def set_policy(self, policy: Policy) -> None:
+    def set_policy(self, policy: Policy, caller: str) -> None:
         with self._lock:
-            self._save(replace(self.settings, policy=policy))
+            self._save(replace(self.settings, policy=policy), caller)
 
-    def set_remote(self, remote: Remote | None, api_key: str | None) -> None:
+    def set_proxy(self, proxy: str | None, caller: str) -> None:
+        with self._lock:
+            self._save(replace(self.settings, proxy=check_proxy(proxy) if proxy else None), caller)
+
+    def set_remote(self, remote: Remote | None, api_key: str | None, caller: str) -> None:
         """Configure (or with None, forget) the remote server; ``api_key`` "" deletes the
         stored key, None keeps it."""
         with self._lock:
             if self.secrets is None:
                 raise self._disabled()
+            key = None
             if remote is None or api_key == "":
-                self.secrets.delete(API_KEY)
+                key = "deleted" if self.secrets.get(API_KEY) is not None else None
             elif api_key is not None:
+                key = "set"
+            self._save(replace(self.settings, remote=remote), caller, key)
+            if key == "deleted":
+                self.secrets.delete(API_KEY)
+            elif key == "set" and api_key is not None:
                 self.secrets.put(API_KEY, api_key.encode())
-            self._save(replace(self.settings, remote=remote))
 
     # -- the log -----------------------------------------------------------------------
 
@@ -243,6 +289,7 @@ class Egress:
                 "secrets_note": self._secrets_note(),
             },
             "settings_problem": self.settings_problem,
+            "proxy": self.settings.proxy,
             "remote": {"url": remote.url, "model": remote.model, "api_key_set": has_key}
             if remote
             else None,
@@ -327,11 +374,11 @@ class Egress:
             }
             self._store = self._log_store()
             self.audit = AuditLog(
-                self._store, self._checkpoints, self._signing, checkpoint_every=self._every,
-                create=True, previous=previous,
+                self._store, self._checkpoints, self._signing,
+                checkpoint_every=self._checkpoint_every, create=True, previous=previous,
             )  # fmt: skip
             self.failure = None
-            self.gateway = Gateway(self.settings.policy, self.audit)
+            self.gateway = Gateway(self.settings.policy, self.audit, proxy=self.settings.proxy)
             self.guard.set_sink(self.audit.append)
             log.warning("audit log reset: the old one (%s) is kept as %s", state.problem, kept)
         return {**self.verify(), "kept": previous["kept"]}

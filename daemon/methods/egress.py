@@ -24,10 +24,12 @@ from daemon.egress.service import Egress
 from daemon.egress.settings import Remote
 from daemon.errors import Cancelled, InvalidParams
 from daemon.methods import params as p
+from daemon.methods.session import isolation
 from daemon.rpc import Call, Register
 
 TEST_HOOKS = "HEARTH_TEST_HOOKS"
 PROGRESS_INTERVAL = 0.1  # seconds between models.pull.progress notifications
+DNS_QUERY = bytes.fromhex("123401000001000000000000076578616d706c6503636f6d0000010001")
 
 
 def _egress(call: Call) -> Egress:
@@ -57,12 +59,12 @@ def _stop_flag(call: Call, egress: Egress) -> Callable[[], bool]:
 
 
 async def net_status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
-    return _egress(call).status()
+    return {**_egress(call).status(), "isolation": isolation(call.app)}
 
 
 async def net_set_mode(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     egress = _egress(call)
-    egress.set_policy(egress.policy.with_mode(p.required_str(params, "mode")))
+    egress.set_policy(egress.policy.with_mode(p.required_str(params, "mode")), "net.set_mode")
     return egress.status()
 
 
@@ -72,7 +74,7 @@ def _rule(params: dict[str, Any]) -> tuple[str, str]:
 
 async def net_allow(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     egress = _egress(call)
-    egress.set_policy(egress.policy.allow(*_rule(params)))
+    egress.set_policy(egress.policy.allow(*_rule(params)), "net.allow")
     return egress.status()
 
 
@@ -80,7 +82,7 @@ async def net_revoke(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     egress = _egress(call)
     policy = egress.policy.revoke(*_rule(params))
     revoked = policy != egress.policy
-    egress.set_policy(policy)
+    egress.set_policy(policy, "net.revoke")
     return {**egress.status(), "revoked": revoked}
 
 
@@ -90,7 +92,14 @@ async def net_remote(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     url = p.optional_str(params, "url")
     api_key = p.optional_str(params, "api_key")
     remote = Remote(url, p.required_str(params, "model")) if url else None
-    await asyncio.to_thread(egress.set_remote, remote, api_key)
+    await asyncio.to_thread(egress.set_remote, remote, api_key, "net.remote")
+    return egress.status()
+
+
+async def net_proxy(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """Send outbound calls through a proxy ({url}); {url: null} goes direct again."""
+    egress = _egress(call)
+    await asyncio.to_thread(egress.set_proxy, p.optional_str(params, "url"), "net.proxy")
     return egress.status()
 
 
@@ -265,12 +274,15 @@ async def phone_home(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     how = p.required_str(params, "how")
     host = p.required_str(params, "host")
     port = params.get("port", 80)
-    if how not in ("urlopen", "connect"):
-        raise InvalidParams("how must be urlopen or connect", field="how")
+    if how not in ("urlopen", "connect", "dns"):
+        raise InvalidParams("how must be urlopen, connect or dns", field="how")
 
     def attempt() -> None:
         if how == "urlopen":
             urllib.request.urlopen(f"http://{host}:{port}/", timeout=5).close()
+        elif how == "dns":  # a query for example.com, as a resolver library would send it
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.sendto(DNS_QUERY, (host, port))
         else:
             socket.create_connection((host, port), timeout=5).close()
 
@@ -290,6 +302,7 @@ def register(add: Register) -> None:
     add("net.allow", net_allow)
     add("net.revoke", net_revoke)
     add("net.remote", net_remote)
+    add("net.proxy", net_proxy)
     add("audit.list", audit_list)
     add("audit.verify", audit_verify)
     add("audit.reset", audit_reset)

@@ -247,3 +247,30 @@ def test_a_redirect_the_gateway_will_not_follow_is_an_audited_refusal(
         "EgressDenied",
     )
     assert "T0P" not in log_path.read_text() and "pw@" not in log_path.read_text()
+
+
+class Proxy(QuietHandler):
+    """A forward proxy that answers itself: it records the absolute URLs it was asked for."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        self.send_body(200, b"via proxy")
+
+
+def test_the_proxy_set_in_hearth_carries_the_call_and_is_named_in_the_log(
+    audit: AuditLog, serve: Serve, log_path: Path
+) -> None:
+    Proxy.asked = []
+    proxy = serve(Proxy)
+    policy = Policy(Mode.ALLOW_LISTED).allow("198.51.100.7", "models.pull")
+    gateway = Gateway(policy, audit, proxy=proxy)
+    try:
+        reply = gateway.request("models.pull", "t", "GET", "http://198.51.100.7/file?q=1")
+    finally:
+        gateway.close()
+    assert (reply.status, reply.content) == (200, b"via proxy")
+    assert Proxy.asked == ["http://198.51.100.7/file?q=1"]
+    intent = read_entries(log_path)[0]
+    assert (intent["host"], intent["proxy"]) == ("198.51.100.7", proxy.removeprefix("http://"))
