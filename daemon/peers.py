@@ -27,14 +27,49 @@ def peer_pid(sock: socket.socket) -> int | None:
     return None
 
 
-def refusal(sock: socket.socket) -> str | None:
-    """Why this (same-user) peer may not talk to the daemon, or None when it may."""
-    if not sys.platform.startswith("linux"):
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, …)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+        return stat[stat.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
         return None
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot): with the pid, names one process for
+    good, where a pid alone may be reused. None where /proc does not say."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def _ancestry(pid: int) -> list[int]:
+    """``pid`` and its parents, as far as /proc shows them (Linux)."""
+    chain = [pid]
+    while pid > 1 and len(chain) < 64:
+        fields = _stat(pid)
+        if not fields or len(fields) < 2:
+            break
+        pid = int(fields[1])
+        chain.append(pid)
+    return chain
+
+
+def refusal(sock: socket.socket, runners: frozenset[int] = frozenset()) -> str | None:
+    """Why this (same-user) peer may not talk to the daemon, or None when it may.
+    ``runners`` are the daemon's runner pids: they and their children are refused even
+    where they share the daemon's namespace (a runner the user let run unconfined)."""
     try:
         pid = peer_pid(sock)
     except OSError:
         pid = None
+    if pid and runners and sys.platform.startswith("linux"):
+        runner = next((p for p in _ancestry(pid) if p in runners), None)
+        if runner is not None:
+            return f"pid {pid} is (or was started by) the model runner {runner}"
+    if not sys.platform.startswith("linux"):
+        return None
     if not pid:
         return "its process cannot be identified"
     try:

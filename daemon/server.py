@@ -167,7 +167,7 @@ class Server:
             log.warning("refused a connection from uid %d", uid)
             writer.transport.abort()
             return
-        why = peers.refusal(sock)
+        why = peers.refusal(sock, self.app.sandbox.pids())
         if why:
             log.warning("refused a connection: %s", why)
             writer.transport.abort()

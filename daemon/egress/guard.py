@@ -236,7 +236,10 @@ def _any_target(event: str, args: tuple[object, ...]) -> Target:
     """What a process that may use no socket at all tried to reach."""
     if event == _NEW:  # (socket, family, type, proto)
         family = args[1] if len(args) > 1 else None
-        name = family.name if isinstance(family, socket.AddressFamily) else f"family {family}"
+        try:
+            name = socket.AddressFamily(family).name if isinstance(family, int) else "?"
+        except ValueError:
+            name = f"family {family}"
         return Target(f"a new {name} socket", None)
     if event in _ADDRESS_EVENTS:
         address = args[1] if len(args) > 1 else None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.errors import EngineUnavailable
+from daemon.peers import start_time
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class RunnerSandbox:
     refused: int = 0  # runners that would not start unconfined
     last_refusal: str | None = None
     _isolation: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _started: dict[int, int | None] = field(default_factory=dict)  # pid: its start time
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def args(self) -> list[str]:
@@ -120,6 +122,12 @@ class RunnerSandbox:
                 self.unrecorded += 1
             return 0
 
+    def spawned(self, pid: int) -> None:
+        """Note a runner process as soon as it exists: from then on it is no peer."""
+        with self._lock:
+            self._started = {p: t for p, t in self._started.items() if start_time(p) == t}
+            self._started[pid] = start_time(pid)
+
     def started(self, pid: int, ready: Mapping[str, Any]) -> None:
         """Note what a runner that said ``ready`` got."""
         isolation = ready.get("isolation")
@@ -136,6 +144,13 @@ class RunnerSandbox:
             self.last_refusal = message
         log.error("runner refused to start: %s", message)
         return EngineUnavailable(message, engine=engine, reason="unconfined")
+
+    def pids(self) -> frozenset[int]:
+        """The runners still running (a pid is checked with its start time: a pid the
+        kernel gave to another process since is not a runner)."""
+        with self._lock:
+            started = dict(self._started)
+        return frozenset(p for p, t in started.items() if t is not None and start_time(p) == t)
 
     def isolation(self, pid: int) -> dict[str, Any] | None:
         with self._lock:

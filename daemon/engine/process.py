@@ -64,6 +64,7 @@ class RunnerProcess:
             )  # fmt: skip
         finally:
             os.close(report_fd)  # the runner holds it now (or failed to start)
+        sandbox.spawned(proc.pid)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
