@@ -86,6 +86,7 @@ class Outcome:
     status_text: str
     daemon_log: str
     limits: dict[int, str] = field(default_factory=dict)  # /proc/PID/limits, daemon and runner
+    runner_env: dict[str, str] = field(default_factory=dict)  # /proc/PID/environ
 
 
 def _scenario(deny: list[str], config: str = "") -> Iterator[Outcome]:
@@ -113,8 +114,10 @@ def _scenario(deny: list[str], config: str = "") -> Iterator[Outcome]:
         except EngineUnavailable as exc:
             refused = exc
         status = daemon.call("status")
-        limits = {pid: Path(f"/proc/{pid}/limits").read_text()
-                  for pid in [daemon.pid, *(r["pid"] for r in status["runners"])]}  # fmt: skip
+        runners = [r["pid"] for r in status["runners"]]
+        limits = {pid: Path(f"/proc/{pid}/limits").read_text() for pid in [daemon.pid, *runners]}
+        environ = Path(f"/proc/{runners[0]}/environ").read_bytes() if runners else b""
+        runner_env = dict(v.split("=", 1) for v in environ.decode().split("\0") if "=" in v)
         outcome = Outcome(
             attacks=json.loads(results.read_text()) if results.exists() else None,
             relay=list(relay.received),
@@ -127,6 +130,7 @@ def _scenario(deny: list[str], config: str = "") -> Iterator[Outcome]:
             status_text=hearth(home, "status").stdout,
             daemon_log="",
             limits=limits,
+            runner_env=runner_env,
         )
         daemon.stop()
         outcome.daemon_log = (home / "logs" / "daemon.log").read_text()
@@ -185,6 +189,15 @@ def test_code_in_a_runner_reaches_neither_the_daemon_nor_dbus_nor_a_loopback_rel
         True,
         True,
     )
+
+
+def test_a_runner_gets_a_minimal_environment_that_points_nowhere(confined: Outcome) -> None:
+    env = confined.runner_env
+    assert env["PYTHONPATH"].endswith(str(REPO_ROOT)) and "PATH" in env
+    for name in ("DBUS_SESSION_BUS_ADDRESS", "HEARTH_HOME", "HEARTH_TEST_HOOKS",
+                 "PYTHON_KEYRING_BACKEND", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK"):  # fmt: skip
+        assert name not in env
+    assert os.environ["DBUS_SESSION_BUS_ADDRESS"] not in "\n".join(env.values())
 
 
 def test_a_runners_refused_socket_is_in_the_daemons_audit_log(confined: Outcome) -> None:
