@@ -23,8 +23,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from daemon.engine import seccomp
 from daemon.hardening import no_core_dumps
+from daemon.sandbox import seccomp
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from daemon.engine import seccomp
+from daemon.sandbox import seccomp
 
 
 def main() -> None:

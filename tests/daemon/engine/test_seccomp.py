@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.engine import seccomp
 from daemon.engine.confinement import runner_env
+from daemon.sandbox import seccomp
 
 ARCH = seccomp.machine()
 
