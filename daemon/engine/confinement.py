@@ -33,7 +33,7 @@ _KEEP = frozenset(
     {"PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "HOME", "TMPDIR", "TZ", "LANG",
      "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC", "SYSTEMROOT"}
 )  # fmt: skip
-_KEEP_PREFIXES = ("GGML_", "LLAMA_", "MLX_", "OMP_", "OPENBLAS_", "MKL_", "VECLIB_")
+_KEEP_PREFIXES = ("GGML_", "LLAMA_", "MLX_", "OMP_", "GOMP_", "OPENBLAS_", "MKL_", "VECLIB_")
 MAX_REPORTS = 100  # refusals recorded per runner; the rest are counted
 _MAX_LINE = 16 * 1024
 _FIELDS = {"caller": str, "method": str, "host": str, "port": int, "error": str}
