@@ -5,8 +5,12 @@ connect. A runner (or a plugin) runs as that user too, but inside a sandbox mean
 keep it off the network: reaching the daemon would let it change the network policy
 and send data out through the gateway. So a peer in another network namespace than the
 daemon's is refused — a general rule, which holds for anything sandboxed that way, not
-a list of pids. A peer whose namespace cannot be read (it is gone, or hides itself) is
-refused too. Elsewhere (macOS) runners have no network at all, Unix sockets included.
+a list of pids. Where the peer's namespace cannot be read (a daemon in a user namespace
+of its own, as under systemd's PrivateUsers=, or a peer that is not dumpable), a peer the
+daemon started (a descendant) is refused and any other is let through. The runners, and
+whatever they start, are refused by pid too, even when they share the daemon's namespace
+(a runner the user let run unconfined). Elsewhere (macOS) runners have no network at
+all, Unix sockets included.
 """
 
 from __future__ import annotations
@@ -76,7 +80,12 @@ def refusal(sock: socket.socket, runners: frozenset[int] = frozenset()) -> str |
         mine = os.readlink("/proc/self/ns/net")
         theirs = os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
-        return f"the network namespace of pid {pid} cannot be read"
+        # Not ours to read: the daemon runs in a user namespace of its own (systemd's
+        # PrivateUsers=), or the peer is not dumpable. Only the daemon's own children
+        # must show where they are; anyone else passed the uid check.
+        if os.getpid() in _ancestry(pid)[1:]:
+            return f"pid {pid} was started by the daemon and its namespace cannot be read"
+        return None
     if theirs != mine:
         return f"pid {pid} runs in another network namespace (a sandboxed runner or plugin)"
     return None
