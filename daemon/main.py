@@ -159,10 +159,11 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
             from daemon.vault.service import keep_retention
 
             app.plugins = PluginHost(app)
+            # The plugin list is read before plugins.* are served; enabled plugins then
+            # start in the background.
+            await app.plugins.start()
             app.ready = True
             server.add_methods(rest)
-            await app.plugins.start()  # enabled plugins start in the background
-
             retention = asyncio.create_task(keep_retention(app.vault))
             await stop.wait()
         finally:
