@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from daemon.config import Config
+from daemon.engine.confinement import RunnerSandbox
 from daemon.engine.memory import MemoryGuard
 from daemon.engine.registry import ModelInfo, Registry
 from daemon.engine.scheduler import Scheduler
@@ -55,6 +56,7 @@ class App:
     vault: VaultService = field(init=False)  # conversations, settings; require() or VaultLocked
     ready: bool = False
     memory: MemoryGuard | None = None  # memory figures and unloads, for status
+    sandbox: RunnerSandbox = field(default_factory=RunnerSandbox)  # how runners are confined
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
     plugins: PluginHost | None = None  # set in serve(), once the app it serves exists

@@ -25,6 +25,9 @@ class Config:
     memory_low_mb: float | None = None  # idle models unload below this; None: RAM/10, ≤ 1 GiB
     presets: dict[str, str] = field(default_factory=dict)  # user presets: name -> instruction
     hotkeys: dict[str, str] = field(default_factory=dict)  # action -> key sequence (the tray's)
+    # Run models even where the kernel cannot keep their runner off the network. Off:
+    # such a runner refuses to start (see daemon.engine.sandbox).
+    allow_unconfined_runners: bool = False
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -50,7 +53,7 @@ class Config:
             if key not in _KNOWN:
                 raise ValueError(f"{source}: unknown setting {key!r}")
             kind, what = _KNOWN[key]
-            if not isinstance(value, kind) or isinstance(value, bool):
+            if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
                 raise ValueError(f"{source}: {key} must be {what}, not {value!r}")
             values[key] = value
         if values.get("engine", "auto") not in ENGINES:
@@ -78,6 +81,7 @@ _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
     "repeat_penalty": ((int, float), "a number from 1 (off) to 2"),
     "repeat_last_n": (int, "a whole number of tokens"),
     "memory_low_mb": ((int, float), "a number of megabytes"),
+    "allow_unconfined_runners": (bool, "true or false"),
 }
 
 

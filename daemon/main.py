@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -16,9 +17,12 @@ from daemon.activation import Listener, WrongSocket, bind_socket, inherited_sock
 from daemon.app import App
 from daemon.config import Config
 from daemon.egress import guard
+from daemon.engine.confinement import RunnerSandbox
 from daemon.engine.memory import MemoryGuard
+from daemon.engine.process import RunnerProcess
 from daemon.engine.registry import Registry
 from daemon.engine.scheduler import Scheduler
+from daemon.hardening import no_core_dumps
 from daemon.methods import session
 from daemon.paths import Paths
 from daemon.rpc import Handler
@@ -119,6 +123,7 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
     Requests for other methods wait until they are loaded (a fraction of a second). The
     vault and the egress never hold up start-up: they report "starting" meanwhile."""
     guard.install()  # first: nothing may open a socket unguarded (refusals recorded once up)
+    sandbox = RunnerSandbox(config.allow_unconfined_runners)  # records to the log once open
     with open(paths.logs / "runner.log", "ab") as runner_log:
         scheduler = Scheduler(
             keep_alive=config.keep_alive,
@@ -126,9 +131,10 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
             n_ctx=config.n_ctx,
             log_file=runner_log,
             memory=(memory := MemoryGuard(config.memory_low_mb)),
+            spawn=functools.partial(RunnerProcess.start, sandbox=sandbox),
         )
         registry = Registry(paths.models, config.default_model)
-        app = App(paths, config, registry, scheduler, runner_log, memory=memory)
+        app = App(paths, config, registry, scheduler, runner_log, memory=memory, sandbox=sandbox)
         methods: dict[str, Handler] = {}
         session.register(methods.__setitem__)
         server = Server(app, methods, complete=False)
@@ -146,16 +152,18 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
         try:
             services = await asyncio.to_thread(_services, paths)
             app.egress, app.vault, rest = services
+            sandbox.sink = app.egress.record  # runners' refusals, into the audit log
             # An audit log that opens at once is open before net.* and pulls are served.
             await asyncio.to_thread(app.egress.opened.wait, EGRESS_WAIT)
             from daemon.pluginhost.host import PluginHost
             from daemon.vault.service import keep_retention
 
             app.plugins = PluginHost(app)
+            # The plugin list is read before plugins.* are served; enabled plugins then
+            # start in the background.
+            await app.plugins.start()
             app.ready = True
             server.add_methods(rest)
-            await app.plugins.start()  # enabled plugins start in the background
-
             retention = asyncio.create_task(keep_retention(app.vault))
             await stop.wait()
         finally:
@@ -174,10 +182,14 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
 
 
 def run(paths: Paths, config: Config, verbose: bool = False) -> None:
+    no_core_dumps()  # its memory holds keys and conversations
+    dropped = guard.drop_proxy_settings(os.environ)  # a proxy only through the gateway
     paths.ensure()
     setup_logging(paths, verbose)  # first, so a refused socket is in the log too
     lock, listener = claim_socket(paths.socket)
     try:
+        if dropped:
+            log.info("ignoring the proxy settings in the environment: %s", ", ".join(dropped))
         asyncio.run(serve(paths, config, listener))
     finally:
         listener.close(paths.socket)  # unlinks the socket file only if we bound it

@@ -16,7 +16,7 @@ import struct
 import sys
 from typing import Any, TypeGuard
 
-from daemon import protocol
+from daemon import peers, protocol
 from daemon.app import App
 from daemon.errors import (
     Busy,
@@ -165,6 +165,11 @@ class Server:
             uid = -1
         if uid != os.getuid():
             log.warning("refused a connection from uid %d", uid)
+            writer.transport.abort()
+            return
+        why = peers.refusal(sock, self.app.sandbox.pids())
+        if why:
+            log.warning("refused a connection: %s", why)
             writer.transport.abort()
             return
         conn = Connection(self, next(self._numbers), writer)

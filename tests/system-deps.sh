@@ -6,6 +6,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have dbus-run-session || need+=(dbus dbus-x11)
 have gnome-keyring-daemon || need+=(gnome-keyring)
 have strace || need+=(strace)
+have unshare || need+=(util-linux)
 have ip || need+=(iproute2)
 have Xvfb || need+=(xvfb)
 have xdotool || need+=(xdotool)

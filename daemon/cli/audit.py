@@ -1,4 +1,4 @@
-"""hearth audit list [--json] [--since T] [--caller C] | verify."""
+"""hearth audit list [--json] [--since T] [--caller C] | verify | reset."""
 
 from __future__ import annotations
 
@@ -89,18 +89,27 @@ def show(entries: list[dict[str, Any]]) -> None:
             print(f"{'':>{widths[0]}}  from {frame}")
 
 
+def _verdict(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif result["ok"]:
+        print(f"audit log {result['summary']}")
+    if not result["ok"]:
+        print(f"hearth: audit log {result['summary']}", file=sys.stderr)
+    if result.get("note") and not as_json:
+        print(f"note: {result['note']}")
+    return 0 if result["ok"] else 1
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     client = common.client()
     if args.action == "verify":
-        result = client.call("audit.verify")
-        if args.json:
-            print(json.dumps(result, indent=2))
-        if result["ok"]:
-            if not args.json:
-                print(f"audit log {result['summary']}")
-            return 0
-        print(f"hearth: audit log {result['summary']}", file=sys.stderr)
-        return 1
+        return _verdict(client.call("audit.verify"), args.json)
+    if args.action == "reset":
+        result = client.call("audit.reset")
+        if result.get("kept") and not args.json:
+            print(f"the old log is kept as {result['kept']} (in the data folder's egress/)")
+        return _verdict(result, args.json)
     params: dict[str, Any] = {"limit": args.limit}
     if args.since is not None:
         params["since"] = args.since
@@ -123,5 +132,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--caller", metavar="C", help="only this caller, e.g. models.pull")
     p.add_argument("--limit", type=int, default=1000, help="at most the last N (default 1000)")
     p = actions.add_parser("verify", help="check the hash chain and the signed checkpoints")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = actions.add_parser(
+        "reset",
+        help="set a log that fails verification aside (kept as evidence) and begin a new one",
+        description="Only a log that fails `hearth audit verify` can be reset. It is renamed "
+        "audit-<time>.log, never deleted, and the new log's first record names it.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     audit.set_defaults(func=cmd_audit)

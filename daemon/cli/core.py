@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from daemon import __version__
-from daemon.cli import common
+from daemon.cli import common, hint
+from daemon.cli.net import describe_isolation
 from daemon.client import EXIT_ALREADY_RUNNING, Client, connect, stop_daemon
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable, HearthError, InvalidParams
@@ -21,6 +22,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise InvalidParams("the message is empty: type something to ask, or run "
                             "`hearth chat` without arguments for an interactive chat")  # fmt: skip
     client = common.client()
+    hint.first_use(client, common.paths())
     history: list[dict[str, str]] = []
     if args.system:
         history.append({"role": "system", "content": args.system})
@@ -99,6 +101,7 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
                 )
             print(f"{preset['name']:<14} {mark}{preset['instruction']}")
         return 0
+    hint.first_use(client, common.paths())
     text = " ".join(args.text) if args.text else sys.stdin.read()
     params = {
         "text": text,
@@ -141,6 +144,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
             print(f"         {when} unloaded {event['model']}: {event['reason']}, "
                   f"{event['available_mb']:,} MB available")  # fmt: skip
+    for line in describe_isolation(status["isolation"]) if "isolation" in status else []:
+        print(line)
     return 0
 
 

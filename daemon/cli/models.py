@@ -1,4 +1,4 @@
-"""hearth models list | import | rm | load | unload | convert | pull."""
+"""hearth models list | catalog | import | rm | load | unload | convert | pull."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from daemon.cli import common, pull
+from daemon.cli import catalog, common, pull
 
 
 def _size(n: int) -> str:
@@ -74,6 +74,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     a = actions.add_parser("list", help="the models Hearth knows, and which engine serves each")
     a.add_argument("--json", action="store_true", help="machine-readable list")
     a.set_defaults(func=cmd_list)
+    a = actions.add_parser("catalog", help="models Hearth can download, and the one for here")
+    a.add_argument("--json", action="store_true", help="machine-readable catalog")
+    a.set_defaults(func=catalog.cmd_catalog)
     a = actions.add_parser("import", help="register a GGUF file or an MLX model folder")
     a.add_argument("path", help="a .gguf file or an MLX folder (config.json + safetensors)")
     a.set_defaults(func=cmd_import)
@@ -91,6 +94,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     a.add_argument("model", help="a GGUF model's name, or default")
     a.add_argument("--to", choices=["mlx"], default="mlx", help="the target format (mlx)")
     a.set_defaults(func=cmd_convert)
-    a = actions.add_parser("pull", help="download a model from a hub (needs network allowed)")
+    a = actions.add_parser("pull", help="download a catalog model, or a GGUF from a hub")
     pull.add_arguments(a)
     a.set_defaults(func=pull.cmd_pull)

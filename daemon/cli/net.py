@@ -1,4 +1,4 @@
-"""hearth net status | offline | mode MODE | allow HOST [--for CALLER] | revoke | remote."""
+"""hearth net status | offline | mode MODE | allow HOST [--for CALLER] | revoke | remote | proxy."""
 
 from __future__ import annotations
 
@@ -32,14 +32,34 @@ def show(status: dict[str, Any]) -> None:
         print(f"audit    {audit['entries']} entries (keys in the {audit['secrets']} store)")
     else:
         print(f"audit    NOT USABLE: {audit['problem']}")
+    if audit.get("secrets_note"):
+        print(f"secrets  {audit['secrets_note']}")
     if status.get("settings_problem"):
         print(f"settings {status['settings_problem']}")
+    for line in describe_isolation(status["isolation"]) if "isolation" in status else []:
+        print(line)
     remote = status.get("remote")
     if remote:
         key = "API key in the secret store" if remote["api_key_set"] else "no API key"
         print(f"remote   {remote['url']} · model {remote['model']} · {key}")
     else:
         print("remote   none configured")
+    print(f"proxy    {status.get('proxy') or 'none (direct; the environment is ignored)'}")
+
+
+def describe_isolation(isolation: dict[str, Any]) -> list[str]:
+    """Lines saying how model runners are kept off the network (for status and net)."""
+    runners = ", ".join(f"pid {r['pid']} {r.get('network', '?')}" for r in isolation["runners"])
+    policy = "refused" if isolation["required"] else "ALLOWED (allow_unconfined_runners)"
+    lines = [f"runners  {runners or 'none running'}; unconfined runners are {policy}"]
+    if isolation["refused"]:
+        lines.append(f"         {isolation['refused']} refused: {isolation['last_refusal']}")
+    if isolation["blocked"]:
+        lines.append(f"         {isolation['blocked']} socket attempt(s) refused inside runners")
+    daemon = isolation.get("daemon") or {}
+    if daemon.get("core_limit") != 0 or daemon.get("dumpable"):
+        lines.append("         the daemon could not turn its core dumps off")
+    return lines
 
 
 def _hint_if_offline(status: dict[str, Any]) -> None:
@@ -67,6 +87,10 @@ def cmd_net(args: argparse.Namespace) -> int:
         if not status["revoked"]:
             print(f"hearth: no rule allows {args.host} for {args.caller}", file=sys.stderr)
             return 1
+    elif action == "proxy":
+        if not args.url and not args.clear:
+            raise SystemExit("hearth: net proxy needs a URL (or --clear)")
+        status = client.call("net.proxy", {"url": None if args.clear else args.url})
     else:
         status = client.call("net.remote", _remote_params(args))
     if args.json:
@@ -113,4 +137,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--model", help="the model to ask there")
     p.add_argument("--api-key-stdin", action="store_true", help="read the API key from stdin")
     p.add_argument("--clear", action="store_true", help="forget the server and its key")
+    p = actions.add_parser(
+        "proxy",
+        parents=[common_flags],
+        help="send outbound calls through a proxy (the shell's http_proxy etc. are ignored)",
+    )
+    p.add_argument("url", nargs="?", help="e.g. http://proxy.example:3128")
+    p.add_argument("--clear", action="store_true", help="go direct again")
     net.set_defaults(func=cmd_net)

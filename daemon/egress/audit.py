@@ -2,17 +2,22 @@
 
 Each entry records where a call went and how it ended, never what it carried: the
 fields are fixed (:data:`ENTRY_FIELDS`), so a query string, header or body cannot be
-logged by accident. Every ``checkpoint_every`` entries and at close, a signed checkpoint
-(count, head hash) goes into the log and into a store outside it; see verify.py for
-what that catches. The signing key belongs to the daemon (keychain or vault).
+logged by accident. A log begins with a signed genesis record naming its ``log_id``;
+every ``checkpoint_every`` entries and at close a signed checkpoint goes into the chain;
+and after *every* record a signed checkpoint of the whole log (entries, records, head)
+is saved outside it. So cutting entries off the end, cutting checkpoints out, or
+deleting the log all fail verification (verify.py). The signing key belongs to the
+daemon (keychain, or sealed files).
 
-Rolling the outside checkpoint back to an older genuine one is not detectable here:
-keeping it where only the daemon can write (keychain, vault) is what guards that.
+Not detectable here: rolling the log *and* the outside checkpoint back together to an
+older genuine pair. Keeping the checkpoint where only the daemon can write (the
+keychain) is what guards that; in file mode both sit in the data folder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -22,7 +27,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from daemon.egress.chain import GENESIS, canonical, entry_hash, sign_checkpoint
+from daemon.egress.chain import GENESIS, canonical, entry_hash, sign, sign_checkpoint
 from daemon.egress.store import (
     CheckpointStore,
     FileCheckpointStore,
@@ -34,7 +39,7 @@ from daemon.errors import IntegrityError
 
 ENTRY_FIELDS = frozenset(
     {
-        "phase",  # intent | outcome | blocked | recovered
+        "phase",  # intent | outcome | blocked | policy | recovered
         "caller",
         "purpose",
         "method",
@@ -51,6 +56,8 @@ ENTRY_FIELDS = frozenset(
         "error",  # an exception class name, never its message
         "stack",  # blocked calls: where the attempt came from
         "intent",  # outcome entries: the seq of their intent entry
+        "change",  # policy entries: what the user changed, e.g. "mode offline -> ask"
+        "proxy",  # intent entries: the proxy (host:port) the call went through, if any
     }
 )
 _SCALARS = (str, int, float, type(None))
@@ -68,12 +75,21 @@ def _check_fields(fields: Mapping[str, object]) -> None:
             raise ValueError(f"audit field {name} must be a string, number or list of strings")
 
 
+def _is_empty(store: RecordStore) -> bool:
+    nothing = object()
+    return next(iter(store.records()), nothing) is nothing
+
+
 class AuditLog:
     """Writes entries and checkpoints; thread-safe, one writer per log.
 
     Opening an existing log verifies it first and refuses (:class:`IntegrityError`) if it
     was tampered with: appending would otherwise bury the evidence under fresh
-    checkpoints.
+    checkpoints. ``create`` says that no log may exist yet (the signing key is new): only
+    then is an absent log begun; otherwise an absent log is a deleted one. ``previous``
+    (the id, entries and problem of a log that failed and was set aside) begins a new
+    log in an empty store even though the old log's outside checkpoint is still there,
+    and its genesis record names the old one.
     """
 
     def __init__(
@@ -83,6 +99,8 @@ class AuditLog:
         key: Ed25519PrivateKey,
         *,
         checkpoint_every: int = 64,
+        create: bool = False,
+        previous: Mapping[str, object] | None = None,
     ) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
@@ -94,16 +112,16 @@ class AuditLog:
         self._busy = False
         self._closed = False
         torn = store.discard_torn_tail()
+        if create and _is_empty(store) and (previous or checkpoints.load() is None):
+            self._begin(dict(previous) if previous else None)
         state = self.verify()
         if not state.ok:
             raise IntegrityError(
                 f"the network audit log failed verification: {state.summary()}. "
-                "Keep it as evidence, move it aside, and restart to begin a new log.",
+                "Keep it as evidence; `hearth audit reset` sets it aside and begins a new log.",
                 **state.to_dict(),
             )
-        self._count = state.entries
-        self._head = state.head
-        self._checkpointed = state.vouched
+        self._adopt(state)
         if torn:
             self.append({"phase": "recovered", "error": f"discarded {torn} unfinished bytes"})
 
@@ -115,6 +133,7 @@ class AuditLog:
         key: Ed25519PrivateKey,
         *,
         checkpoint_every: int = 64,
+        create: bool = False,
     ) -> AuditLog:
         """A log in ``path`` (one JSON line per record) with its checkpoint kept apart."""
         if checkpoint_path.absolute() == path.absolute():
@@ -124,7 +143,33 @@ class AuditLog:
             FileCheckpointStore(checkpoint_path),
             key,
             checkpoint_every=checkpoint_every,
+            create=create,
         )
+
+    def _begin(self, previous: dict[str, object] | None) -> None:
+        """Write the genesis record, and the outside checkpoint that says a log exists."""
+        self.log_id = os.urandom(8).hex()
+        genesis = sign(
+            self._key,
+            {
+                "type": "genesis",
+                "n": 0,
+                "log_id": self.log_id,
+                "time": time.time(),
+                "previous": previous,
+                "prev_hash": GENESIS,
+            },
+        )
+        genesis["hash"] = entry_hash(genesis)
+        self._store.append(canonical(genesis), self.log_id, 0)
+        self._count, self._records, self._head = 0, 1, genesis["hash"]
+        self._vouch()
+
+    def _adopt(self, state: Verification) -> None:
+        assert state.log_id is not None
+        self.log_id = state.log_id
+        self._count, self._records, self._head = state.entries, state.records, state.head
+        self._checkpointed = state.last_checkpoint
 
     @property
     def public_key(self) -> Ed25519PublicKey:
@@ -148,7 +193,8 @@ class AuditLog:
                 self._busy = False
 
     def append(self, fields: Mapping[str, object]) -> dict[str, Any]:
-        """Chain one entry onto the log, durably, and return it (with its ``seq``)."""
+        """Chain one entry onto the log, durably, vouch for it outside, and return it
+        (with its ``seq``)."""
         _check_fields(fields)
         with self._writing():
             if self._closed:
@@ -157,38 +203,65 @@ class AuditLog:
             entry.update(fields)
             entry.update(
                 type="entry",
+                n=self._records,
                 seq=self._count,
                 time=time.time(),
                 monotonic=time.monotonic(),
                 prev_hash=self._head,
             )
             entry["hash"] = entry_hash(entry)
-            self._store.append(canonical(entry))
+            self._write(entry)
             self._count += 1
-            self._head = entry["hash"]
             if self._count - self._checkpointed >= self._every:
                 self._checkpoint()
+            self._vouch()
         return entry
 
+    def _write(self, record: dict[str, Any]) -> None:
+        self._store.append(canonical(record), self.log_id, record["n"])
+        self._records += 1
+        self._head = record["hash"]
+
+    def _vouch(self) -> None:
+        """Save the signed state of the whole log outside it (after every record)."""
+        outside = sign_checkpoint(
+            self._key, self.log_id, self._count, self._records, self._head, time.time()
+        )
+        self._checkpoints.save(canonical(outside))
+
     def checkpoint(self) -> dict[str, Any] | None:
-        """Sign the current head now (None when nothing was added since the last one)."""
+        """Sign the current head into the log now (None when nothing was added since)."""
         with self._writing():
-            return self._checkpoint()
+            checkpoint = self._checkpoint()
+            if checkpoint is not None:
+                self._vouch()
+            return checkpoint
 
     def _checkpoint(self) -> dict[str, Any] | None:
-        if self._count == self._checkpointed or self._head == GENESIS:
+        if self._count == self._checkpointed:
             return None
-        checkpoint = sign_checkpoint(self._key, self._count, self._head, time.time())
-        record = canonical(checkpoint)
-        self._store.append(record)  # in the log first, then outside: see verify.py
-        self._checkpoints.save(record)
+        checkpoint = sign(
+            self._key,
+            {
+                "type": "checkpoint",
+                "n": self._records,
+                "log_id": self.log_id,
+                "count": self._count,
+                "records": self._records,
+                "head": self._head,
+                "time": time.time(),
+                "prev_hash": self._head,
+            },
+        )
+        checkpoint["hash"] = entry_hash(checkpoint)
+        self._write(checkpoint)
         self._checkpointed = self._count
         return checkpoint
 
     def entries(self) -> Iterator[dict[str, Any]]:
-        """The entries as stored (checkpoints left out), for display and tests."""
+        """The entries as stored (other records left out), for display and tests."""
         for raw in self._store.records():
-            record = json.loads(raw)
+            record = json.loads(raw) if raw is not None else {}
             if record.get("type") == "entry":
                 yield record
 
@@ -200,6 +273,7 @@ class AuditLog:
         with self._writing():
             if self._closed:
                 return
-            self._checkpoint()
+            if self._checkpoint() is not None:
+                self._vouch()
             self._closed = True
             self._store.close()

@@ -1,9 +1,14 @@
 """The audit log's cryptography, shared by the writer (audit.py) and the verifier (verify.py).
 
-Each entry carries ``prev_hash`` (the previous entry's ``hash``) and its own ``hash``:
-SHA-256 of its canonical JSON without the ``hash`` field, so changing any byte of any
-entry breaks the chain. A checkpoint is an Ed25519 signature over (count, head hash):
-without the key nobody can rewrite the chain and re-vouch for it.
+Every record — the genesis record that begins a log, each entry, each checkpoint —
+carries ``n`` (its place in the log), ``prev_hash`` (the previous record's ``hash``) and
+its own ``hash``: SHA-256 of its canonical JSON without the ``hash`` field. Changing,
+removing or moving any record, checkpoints included, breaks the chain.
+
+The genesis record and checkpoints are also signed (Ed25519, over every field but
+``hash`` and ``sig``): without the key nobody can rebuild the chain and re-vouch for it.
+A checkpoint vouches for ``count`` entries and ``records`` records ending at ``head``, in
+the log ``log_id``; the copy kept outside the log is the same, without a place in it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-GENESIS = "0" * 64
-_CHECKPOINT_CONTEXT = b"hearth-audit-checkpoint/1\n"
+GENESIS = "0" * 64  # the prev_hash of the first record
+_SIGNED_CONTEXT = b"hearth-audit-signed/2\n"
 
 
 def canonical(obj: dict[str, Any]) -> bytes:
@@ -25,43 +30,55 @@ def canonical(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def entry_hash(entry: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+def entry_hash(record: dict[str, Any]) -> str:
+    """The hash of any record (entry, checkpoint, genesis): everything but ``hash``."""
+    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
-    """A short fingerprint, so a checkpoint signed by another key is named as such."""
+    """A short fingerprint, so a record signed by another key is named as such."""
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _payload(checkpoint: dict[str, Any]) -> bytes:
-    signed = {k: checkpoint.get(k) for k in ("count", "head", "time", "key_id")}
-    return _CHECKPOINT_CONTEXT + canonical(signed)
+def _payload(record: dict[str, Any]) -> bytes:
+    return _SIGNED_CONTEXT + canonical(
+        {k: v for k, v in record.items() if k not in ("hash", "sig")}
+    )
 
 
-def sign_checkpoint(key: Ed25519PrivateKey, count: int, head: str, time: float) -> dict[str, Any]:
-    checkpoint: dict[str, Any] = {
+def sign(key: Ed25519PrivateKey, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the key's id and a signature over all its fields (set ``hash`` after)."""
+    signed = {**record, "key_id": key_id(key.public_key())}
+    signed["sig"] = key.sign(_payload(signed)).hex()
+    return signed
+
+
+def sign_checkpoint(
+    key: Ed25519PrivateKey, log_id: str, count: int, records: int, head: str, time: float
+) -> dict[str, Any]:
+    """A checkpoint as kept outside the log: ``count`` entries in ``records`` records."""
+    checkpoint = {
         "type": "checkpoint",
+        "log_id": log_id,
         "count": count,
+        "records": records,
         "head": head,
         "time": time,
-        "key_id": key_id(key.public_key()),
     }
-    checkpoint["sig"] = key.sign(_payload(checkpoint)).hex()
-    return checkpoint
+    return sign(key, checkpoint)
 
 
-def signature_problem(checkpoint: dict[str, Any], public_key: Ed25519PublicKey) -> str | None:
-    """Why ``checkpoint`` is not a genuine one from ``public_key``, or None when it is."""
-    count, head, sig = checkpoint.get("count"), checkpoint.get("head"), checkpoint.get("sig")
-    if not (isinstance(count, int) and isinstance(head, str) and isinstance(sig, str)):
-        return "it is malformed (count, head or signature missing)"
+def signature_problem(record: dict[str, Any], public_key: Ed25519PublicKey) -> str | None:
+    """Why ``record`` is not genuinely signed by ``public_key``, or None when it is."""
+    sig = record.get("sig")
+    if not isinstance(sig, str):
+        return "it has no signature"
     expected = key_id(public_key)
-    if checkpoint.get("key_id") != expected:
-        return f"it was signed by another key ({checkpoint.get('key_id')}, expected {expected})"
+    if record.get("key_id") != expected:
+        return f"it was signed by another key ({record.get('key_id')}, expected {expected})"
     try:
-        public_key.verify(bytes.fromhex(sig), _payload(checkpoint))
+        public_key.verify(bytes.fromhex(sig), _payload(record))
     except (InvalidSignature, ValueError):
         return "its signature does not match its contents"
     return None

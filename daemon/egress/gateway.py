@@ -6,12 +6,17 @@ For each call (and each redirect hop, which is a call to a new place) the gatewa
 2. writes an ``intent`` entry (where, why, the decision) — a denied call stops here,
    after an ``outcome`` entry recording the refusal;
 3. sends it, with the socket guard's passage open for that host only;
-4. writes an ``outcome`` entry: status, body bytes up and down, duration, and on failure
-   the error's class name (messages can quote header values, so they stay out).
+4. writes an ``outcome`` entry: status, body bytes up (those the connection took, also
+   when no answer came) and down, duration, and on failure the error's class name
+   (messages can quote header values, so they stay out).
+
+A redirect the gateway will not follow (not http(s), credentials in it, not a URL) is a
+refusal like a denied call: audited, and raised as :class:`EgressDenied`.
 
 Query strings, headers and bodies are never logged. No proxies or netrc from the
 environment (``trust_env=False``) and no cookie jar: nothing links one call to another
-or leaves by a path the policy did not see.
+or leaves by a path the policy did not see. The one proxy used is the one the user set
+in Hearth (``proxy``); each call through it says so in its intent entry.
 """
 
 from __future__ import annotations
@@ -61,8 +66,41 @@ def parse_url(url: str | httpx.URL) -> httpx.URL:
     return parsed
 
 
+def _proxy_address(proxy: str | None) -> str | None:
+    if proxy is None:
+        return None
+    url = httpx.URL(proxy)
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
 def _origin(url: httpx.URL) -> tuple[str, str]:
     return url.scheme, f"{url.host}:{url.port}"
+
+
+def _redirect_target(url: httpx.URL, location: str) -> httpx.URL:
+    """Where a redirect points, or :class:`InvalidParams` when it is nowhere to follow."""
+    try:
+        joined = url.join(location)
+    except httpx.InvalidURL as exc:
+        raise InvalidParams(f"not a URL: {exc}") from None
+    return parse_url(joined)
+
+
+class _Upload(httpx.SyncByteStream):
+    """A request body that counts what the connection took: a chunk counts once the
+    transport asks for the next one, so it was written whole."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self._body), self.CHUNK):
+            chunk = self._body[start : start + self.CHUNK]
+            yield chunk
+            self.sent += len(chunk)
 
 
 class _Call:
@@ -72,6 +110,7 @@ class _Call:
         self.intent = intent
         self.started = time.monotonic()
         self.response: httpx.Response | None = None
+        self.upload: _Upload | None = None
         self.error: str | None = None
 
     def finish(self, audit: AuditLog) -> None:
@@ -83,7 +122,7 @@ class _Call:
                 "intent": self.intent["seq"],
                 **{name: self.intent[name] for name in keep},
                 "status": response.status_code if response is not None else None,
-                "bytes_up": self.intent["bytes_up"] if response is not None else 0,
+                "bytes_up": self.upload.sent if self.upload is not None else 0,
                 "bytes_down": response.num_bytes_downloaded if response is not None else 0,
                 "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
                 "decision": self.intent["decision"],
@@ -105,17 +144,34 @@ class Gateway:
         *,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         max_redirects: int = 5,
+        proxy: str | None = None,
     ) -> None:
         self.policy = policy
         self._audit = audit
         self._max_redirects = max_redirects
-        self._client = httpx.Client(
-            timeout=timeout,
+        self._timeout = timeout
+        self.proxy: str | None = None
+        self._retired: list[httpx.Client] = []
+        self._client = self._new_client(None)
+        self.set_proxy(proxy)
+
+    def _new_client(self, proxy: str | None) -> httpx.Client:
+        return httpx.Client(
+            timeout=self._timeout,
             trust_env=False,
             follow_redirects=False,
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             headers={"User-Agent": f"Hearth/{__version__}"},
+            proxy=proxy,
         )
+
+    def set_proxy(self, proxy: str | None) -> None:
+        """Send later calls through ``proxy`` (an http(s) URL), or directly with None."""
+        if proxy == self.proxy:
+            return
+        # The old client is closed with the gateway: calls in flight on it run to the end.
+        self._retired.append(self._client)
+        self._client, self.proxy = self._new_client(proxy), proxy
 
     def request(
         self,
@@ -171,7 +227,12 @@ class Gateway:
                 break
             response.close()
             call.finish(self._audit)
-            following = parse_url(target.join(location))
+            try:
+                following = _redirect_target(target, location)
+            except InvalidParams as exc:
+                raise self._refuse_redirect(
+                    caller, purpose, method, target, location, exc
+                ) from None
             if _origin(following) != _origin(target):
                 sent = {k: v for k, v in sent.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
             target = following
@@ -213,6 +274,7 @@ class Gateway:
                 "bytes_up": len(content or b""),
                 "decision": decision.verdict,
                 "rule": decision.rule,
+                "proxy": _proxy_address(self.proxy),
             }
         )
         call = _Call(intent)
@@ -220,10 +282,13 @@ class Gateway:
             call.error = EgressDenied.__name__
             call.finish(self._audit)
             raise EgressDenied(decision.reason, caller=caller, host=host, mode=str(policy.mode))
-        request = self._client.build_request(method, url, headers=headers, content=content)
+        client, proxy = self._client, self.proxy  # one snapshot, as for the policy
+        request = client.build_request(method, url, headers=headers, content=content)
+        if content:
+            call.upload = request.stream = _Upload(content)  # Content-Length stays set
         try:
-            with passage(host):
-                response = self._client.send(request, stream=True)
+            with passage(host, *([httpx.URL(proxy).host] if proxy else [])):
+                response = client.send(request, stream=True)
         except httpx.HTTPError as exc:
             call.error = type(exc).__name__
             call.finish(self._audit)
@@ -238,7 +303,10 @@ class Gateway:
     ) -> None:
         """Record a call refused before it was made: a request that failed validation (a
         file name that would escape its folder, say) is evidence worth keeping too."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # not even splittable ("http://[::1"): keep nothing of it
+            parts = urlsplit("")
         try:
             port = parts.port
         except ValueError:
@@ -262,5 +330,31 @@ class Gateway:
         call.error = type(error).__name__
         call.finish(self._audit)
 
+    def _refuse_redirect(
+        self,
+        caller: str,
+        purpose: str,
+        method: str,
+        source: httpx.URL,
+        location: str,
+        why: InvalidParams,
+    ) -> EgressDenied:
+        """Audit a redirect the gateway will not follow, and the error to raise for it."""
+        try:
+            shown = str(source.join(location))
+        except httpx.InvalidURL:
+            shown = location
+        host = normalize_host(source.host)
+        error = EgressDenied(
+            f"{caller}: {host} redirected to a place the gateway does not follow "
+            f"({why.message}); nothing was sent there",
+            caller=caller,
+            host=host,
+            reason="bad_redirect",
+        )
+        self.refuse(caller, purpose, method, shown, error, "invalid-redirect")
+        return error
+
     def close(self) -> None:
-        self._client.close()
+        for client in (*self._retired, self._client):
+            client.close()

@@ -2,10 +2,16 @@
 
 A ``sys.addaudithook`` hook sees ``socket.connect``, ``socket.getaddrinfo``,
 ``socket.sendto`` and the other name-lookup events *before* the syscall, so raising
-there refuses the attempt before any packet (or DNS query) leaves. Loopback addresses,
-the name ``localhost`` and Unix sockets pass; anything else must run inside
-:func:`passage`, which the gateway opens only around a call the policy allowed, and only
-for the host it allowed.
+there refuses the attempt before any packet (or DNS query) leaves. Unix sockets and
+lookups of local names pass. Loopback *ports* do not: a proxy or a DNS resolver
+listening on 127.0.0.1 (127.0.0.53:53 forwards upstream) leads straight out, so only
+the ports in ``loopback_ports`` pass, and the daemon needs none. Anything else must run
+inside :func:`passage`, which the gateway opens only around a call the policy allowed,
+and only for the host it allowed (and the proxy the user configured for it).
+
+In a runner the guard refuses every socket (``forbid_all``): it needs none, and the
+refusal is reported to the daemon's audit log before the kernel's own refusal (the
+runner's seccomp filter) would leave no trace.
 
 Audit hooks cannot be removed, so there is one guard per process (:func:`install` is
 idempotent); where refusals are recorded is settable (:meth:`SocketGuard.set_sink`).
@@ -21,7 +27,7 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import FrameType
@@ -36,9 +42,10 @@ _LOOKUP_EVENTS = frozenset(
     {"socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"}
 )
 _EVENTS = _ADDRESS_EVENTS | _LOOKUP_EVENTS
+_NEW = "socket.__new__"
 _STACK_DEPTH = 8
 
-_passage: ContextVar[str | None] = ContextVar("hearth_egress_passage", default=None)
+_passage: ContextVar[frozenset[str] | None] = ContextVar("hearth_egress_passage", default=None)
 
 
 class EgressBlocked(PermissionError):
@@ -52,13 +59,25 @@ class Target(NamedTuple):
 
 
 @contextmanager
-def passage(host: str) -> Iterator[None]:
-    """Let this thread (or task) look up ``host`` and connect to what it resolves to."""
-    token = _passage.set(normalize_host(host))
+def passage(host: str, *also: str) -> Iterator[None]:
+    """Let this thread (or task) look up ``host`` (and the ``also`` hosts: a proxy) and
+    connect to what they resolve to."""
+    token = _passage.set(frozenset(normalize_host(h) for h in (host, *also)))
     try:
         yield
     finally:
         _passage.reset(token)
+
+
+def drop_proxy_settings(environ: MutableMapping[str, str]) -> list[str]:
+    """Remove proxy settings (``http_proxy``, ``ALL_PROXY``, ``no_proxy``, …) from the
+    environment, so no library sends anything through a proxy the user's shell happened
+    to name; returns the names removed (never the values: they may hold passwords).
+    A proxy is used only when configured in Hearth, by the gateway."""
+    names = sorted(k for k in environ if k.lower().endswith("_proxy"))
+    for name in names:
+        del environ[name]
+    return names
 
 
 def is_local(host: object) -> bool:
@@ -81,27 +100,33 @@ def is_local(host: object) -> bool:
     return address.is_loopback
 
 
-def _address_target(sock: object, address: object) -> Target | None:
-    """The remote end of a connect/send, or None when it is local (or already judged)."""
+def _address_target(sock: object, address: object, loopback_ports: frozenset[int]) -> Target | None:
+    """The remote end of a connect/send, or None when it may proceed: a Unix socket, a
+    loopback port in ``loopback_ports``, or a send on a socket whose connect was judged."""
     family = getattr(sock, "family", None)
     if family == getattr(socket, "AF_UNIX", None) or address is None:
-        return None  # a Unix socket, or a send on a socket whose connect was judged
+        return None
     if family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
         host, port = address[0], address[1] if len(address) > 1 else None
-        if is_local(host):
+        if is_local(host) and port in loopback_ports:
             return None
         return Target(str(host), port if isinstance(port, int) else None)
     return Target(repr(address), None)  # raw, packet or other families: never egress
 
 
-def judge(event: str, args: tuple[object, ...], allowed: str | None) -> Target | None:
+def judge(
+    event: str,
+    args: tuple[object, ...],
+    allowed: frozenset[str] | None,
+    loopback_ports: frozenset[int] = frozenset(),
+) -> Target | None:
     """The target to refuse for this audit event, or None to let it proceed.
 
-    ``allowed`` is the host of the gateway call in progress: its name may be looked up,
-    and the addresses it resolved to may be connected to.
+    ``allowed`` holds the hosts of the gateway call in progress: their names may be
+    looked up, and the addresses they resolved to may be connected to.
     """
     if event in _ADDRESS_EVENTS:
-        target = _address_target(args[0], args[1] if len(args) > 1 else None)
+        target = _address_target(args[0], args[1] if len(args) > 1 else None, loopback_ports)
         return None if allowed is not None else target
     if event == "socket.getnameinfo":
         sockaddr = args[0]
@@ -113,7 +138,7 @@ def judge(event: str, args: tuple[object, ...], allowed: str | None) -> Target |
     if is_local(host):
         return None
     name = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
-    if allowed is not None and normalize_host(name) == allowed:
+    if allowed is not None and normalize_host(name) in allowed:
         return None
     return Target(name, port if isinstance(port, int) else None)
 
@@ -145,6 +170,10 @@ class SocketGuard:
         self._recording = threading.local()
         self._blocked = 0
         self._sink_failures = 0
+        # The loopback ports code outside the gateway may reach. The daemon needs none:
+        # its keychain (D-Bus) and its clients use Unix sockets.
+        self.loopback_ports: frozenset[int] = frozenset()
+        self.forbid_all = False  # a runner: no socket of any kind, not even a lookup
 
     @property
     def blocked_count(self) -> int:
@@ -160,9 +189,12 @@ class SocketGuard:
         self._sink = sink
 
     def hook(self, event: str, args: tuple[object, ...]) -> None:
-        if event not in _EVENTS:
+        if self.forbid_all and (event in _EVENTS or event == _NEW):
+            target: Target | None = _any_target(event, args)
+        elif event in _EVENTS:
+            target = judge(event, args, _passage.get(), self.loopback_ports)
+        else:
             return
-        target = judge(event, args, _passage.get())
         if target is None:
             return
         with self._lock:
@@ -198,6 +230,25 @@ class SocketGuard:
                 self._sink_failures += 1
         finally:
             self._recording.active = False
+
+
+def _any_target(event: str, args: tuple[object, ...]) -> Target:
+    """What a process that may use no socket at all tried to reach."""
+    if event == _NEW:  # (socket, family, type, proto)
+        family = args[1] if len(args) > 1 else None
+        try:
+            name = socket.AddressFamily(family).name if isinstance(family, int) else "?"
+        except ValueError:
+            name = f"family {family}"
+        return Target(f"a new {name} socket", None)
+    if event in _ADDRESS_EVENTS:
+        address = args[1] if len(args) > 1 else None
+        if isinstance(address, tuple) and address:
+            port = address[1] if len(address) > 1 and isinstance(address[1], int) else None
+            return Target(str(address[0]), port)
+        return Target("a Unix socket" if isinstance(address, str | bytes) else "a socket", None)
+    host = args[0][0] if event == "socket.getnameinfo" and isinstance(args[0], tuple) else args[0]
+    return Target(host.decode("ascii", "replace") if isinstance(host, bytes) else str(host), None)
 
 
 def report_to(stream: TextIO) -> Sink:

@@ -86,13 +86,14 @@ def pull_model(
     endpoint: str = DEFAULT_ENDPOINT,
     expected_sha256: str | None = None,
     progress: Progress | None = None,
+    name: str | None = None,
 ) -> tuple[ModelInfo, str]:
-    """Pull ``repo``'s ``file`` (default: its only GGUF file) and register it; returns
-    the model and the file pulled."""
+    """Pull ``repo``'s ``file`` (default: its only GGUF file) and register it as ``name``
+    (default: after the file); returns the model and the file pulled."""
     base = _validated(gateway, repo, file, revision, endpoint)
     if file is None:
         file = _choose(gateway, repo, revision, base)
-    name = model_name(Path(file.rpartition("/")[2]))
+    name = name or model_name(Path(file.rpartition("/")[2]))
     models = registry.models_dir
     target = models / f"{name}.gguf"
     taken = {m.name for m in registry.list()}

@@ -92,16 +92,17 @@ def check_endpoint(endpoint: str) -> str:
     return str(url).rstrip("/")
 
 
-def list_files(
+def repo_info(
     gateway: Gateway,
     repo: str,
     *,
     revision: str = "main",
     endpoint: str = DEFAULT_ENDPOINT,
     token: str | None = None,
-) -> list[str]:
-    """The files of ``repo`` at ``revision``, from the hub's model API
-    (``{endpoint}/api/models/{repo}/revision/{revision}``, its ``siblings``)."""
+) -> tuple[str | None, list[str]]:
+    """The commit ``revision`` points at (None if the hub does not say) and the files of
+    ``repo`` there, from the hub's model API (``{endpoint}/api/models/{repo}/revision/
+    {revision}``: its ``sha`` and ``siblings``)."""
     check_repo(repo)
     check_revision(revision)
     url = f"{check_endpoint(endpoint)}/api/models/{repo}/revision/{quote(revision, safe='')}"
@@ -110,10 +111,24 @@ def list_files(
     host = httpx.URL(url).host
     _raise_for_status(reply.status, repo, host)
     try:
-        names = [sibling["rfilename"] for sibling in reply.json()["siblings"]]
+        answer = reply.json()
+        names = [sibling["rfilename"] for sibling in answer["siblings"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise EgressFailed(f"{host} did not answer with the file list of {repo}") from exc
-    return [name for name in names if isinstance(name, str)]
+    sha = str(answer.get("sha") or "").lower()
+    return (sha if _SHA1.match(sha) else None), [n for n in names if isinstance(n, str)]
+
+
+def list_files(
+    gateway: Gateway,
+    repo: str,
+    *,
+    revision: str = "main",
+    endpoint: str = DEFAULT_ENDPOINT,
+    token: str | None = None,
+) -> list[str]:
+    """The files of ``repo`` at ``revision`` (see :func:`repo_info`)."""
+    return repo_info(gateway, repo, revision=revision, endpoint=endpoint, token=token)[1]
 
 
 def _hub_checksum(headers: httpx.Headers) -> Checksum | None:
@@ -231,6 +246,13 @@ def _keep(part: Path, final: Path, dest: Path, checksum: Checksum, what: str) ->
     fsync_dir(final.parent)
 
 
+@dataclass(frozen=True)
+class Pulled:
+    path: Path
+    checksum: Checksum  # what the file was verified against
+    commit: str | None  # the commit the hub said the revision points at
+
+
 def pull(
     gateway: Gateway,
     repo: str,
@@ -250,6 +272,28 @@ def pull(
     dropped connection is resumed up to ``attempts`` times; if all fail, the partial file
     stays for the next pull to resume. ``token`` is sent to the hub only, never to the CDN.
     """
+    return fetch(
+        gateway, repo, file, dest_dir, revision=revision, endpoint=endpoint,
+        expected_sha256=expected_sha256, progress=progress, token=token, attempts=attempts,
+    ).path  # fmt: skip
+
+
+def fetch(
+    gateway: Gateway,
+    repo: str,
+    file: str,
+    dest_dir: Path | str,
+    *,
+    revision: str = "main",
+    endpoint: str = DEFAULT_ENDPOINT,
+    expected_sha256: str | None = None,
+    progress: Progress | None = None,
+    token: str | None = None,
+    attempts: int = 3,
+) -> Pulled:
+    """:func:`pull`, also saying what the file was verified against. A file already in
+    ``dest_dir`` that matches the hub's checksum is kept, not fetched again (a folder
+    pull that stopped halfway resumes with the files it has)."""
     check_repo(repo)
     parts = check_filename(file)
     check_revision(revision)
@@ -274,6 +318,11 @@ def pull(
     for stale in final.parent.glob(f".{final.name}.*.part"):
         if stale != part:
             stale.unlink()  # left by a pull of another version
+    if final.is_file() and _file_digest(final, checksum.kind) == checksum.value:
+        if progress is not None:
+            size = final.stat().st_size
+            progress(size, size)
+        return Pulled(final, checksum, commit)
     for attempt in range(1, attempts + 1):
         try:
             _fetch(gateway, resolve_url(pinned), headers, part, what, progress)
@@ -282,4 +331,4 @@ def pull(
             if attempt == attempts:
                 raise
     _keep(part, final, dest, checksum, what)
-    return final
+    return Pulled(final, checksum, commit)

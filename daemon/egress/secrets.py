@@ -8,7 +8,11 @@ checkpoint, and the API key of a remote model server.
   secret AES-256-GCM-sealed in a 0600 file, under a key derived from this machine's id,
   this user's uid and a random salt stored beside the files. That keeps the secrets out
   of a copy of the data dir taken off the machine, but anyone who can read these files
-  *on* the machine as this user can derive the key: it is not what a keychain gives.
+  *on* the machine as this user can derive the key: it is not what a keychain gives,
+  and ``net.status`` says so (``secrets_confidential: false``). A machine without a
+  machine id (some containers) binds them to the uid alone, so a copy of the data dir
+  opens them anywhere: that is recorded when the store is made, warned about at every
+  start and shown in ``net.status``, never silently assumed.
 
 Which one a Hearth home uses is decided once and recorded (``secrets.json``), so a
 keychain that appears or vanishes later is reported, instead of silently starting over
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets as random
@@ -32,6 +37,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from daemon.egress.store import write_private
 from daemon.errors import IntegrityError, VaultLocked
+
+log = logging.getLogger(__name__)
 
 SERVICE = "hearth"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -108,8 +115,15 @@ def _keychain_failed(action: str, name: str, exc: Exception) -> VaultLocked:
     )
 
 
-def _machine_id() -> bytes:
-    for path in _MACHINE_ID_FILES:
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _machine_id(files: tuple[str, ...]) -> bytes:
+    for path in files:
         try:
             return Path(path).read_bytes().strip()
         except OSError:
@@ -122,22 +136,49 @@ class SealedFileSecrets:
 
     kind = "file"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, machine_id_files: tuple[str, ...] = _MACHINE_ID_FILES) -> None:
         self.folder = folder
+        self._machine_id_files = machine_id_files
         self._key: AESGCM | None = None
+        self._bound = True
 
     def __repr__(self) -> str:
         return f"SealedFileSecrets({self.folder})"
 
+    @property
+    def machine_bound(self) -> bool:
+        """Whether the sealing key depends on this machine's id (else on the uid alone)."""
+        self._aead()
+        return self._bound
+
     def _aead(self) -> AESGCM:
         if self._key is None:
-            salt_file = self.folder / "salt"
-            try:
-                salt = salt_file.read_bytes()
-            except FileNotFoundError:
+            salt_file, binding_file = self.folder / "salt", self.folder / "binding"
+            machine_id = _machine_id(self._machine_id_files)
+            binding = _read(binding_file)
+            if binding is None:  # a new store (or one from before this was recorded)
+                binding = b"machine-id" if machine_id else b"uid"
+                write_private(binding_file, binding)
+            salt = _read(salt_file)
+            if salt is None:
                 salt = random.token_bytes(32)
                 write_private(salt_file, salt)
-            ikm = _machine_id() + b"\0" + str(os.getuid()).encode()
+            self._bound = binding == b"machine-id"
+            if self._bound and not machine_id:
+                raise IntegrityError(
+                    f"the secrets in {self.folder} are sealed to this machine's id, and "
+                    f"{' and '.join(self._machine_id_files)} cannot be read now: restore it "
+                    "(systemd-machine-id-setup), or the audit keys and API key stay shut",
+                    reason="no_machine_id",
+                )
+            if not self._bound:
+                log.warning(
+                    "this machine has no machine id: the audit keys and remote API key in %s "
+                    "are sealed under your uid alone, so a copy of that folder opens them",
+                    self.folder,
+                )
+                machine_id = b""
+            ikm = machine_id + b"\0" + str(os.getuid()).encode()
             hkdf = HKDF(hashes.SHA256(), 32, salt, b"hearth-egress-secrets/1")
             self._key = AESGCM(hkdf.derive(ikm))
         return self._key
@@ -165,6 +206,22 @@ class SealedFileSecrets:
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
+
+
+def confidentiality(secrets: Secrets) -> str | None:
+    """What a user must know about where the secrets are kept (None for a keychain)."""
+    if not isinstance(secrets, SealedFileSecrets):
+        return None
+    if not secrets.machine_bound:
+        return (
+            "no keychain and no machine id: the audit keys and remote API key are sealed "
+            "under your uid alone, so anyone with a copy of the data folder can open them"
+        )
+    return (
+        "no keychain: the audit keys and remote API key are sealed under a key derived from "
+        "this machine's id (readable by every local account) and your uid, so they are not "
+        "confidential from anyone who can read your files on this machine"
+    )
 
 
 def _usable_keychain() -> object | None:

@@ -2,8 +2,9 @@
 
 The log only needs "append these bytes durably" and "give me every record back", so it
 can move into the encrypted vault later without touching the chain logic. The latest
-checkpoint lives *elsewhere* (keychain, vault; a separate file for now): cutting the
-end off the log then leaves a checkpoint vouching for entries that are gone.
+checkpoint lives *elsewhere* (keychain, or a sealed file beside the log): cutting the
+end off the log, or deleting it, then leaves a checkpoint vouching for records that
+are gone. Each record is appended with its place (``n``) in the log ``log_id``.
 
 The daemon stacks them: :class:`SealedRecordStore` (each record encrypted) over a
 :class:`FileRecordStore`, and a :class:`SecretCheckpointStore` in its secret store.
@@ -25,11 +26,12 @@ if TYPE_CHECKING:
 
 
 class RecordStore(Protocol):
-    def append(self, record: bytes) -> None:
-        """Store one record durably before returning; raise (and store nothing) on failure."""
+    def append(self, record: bytes, log_id: str, n: int) -> None:
+        """Store record ``n`` of log ``log_id`` durably before returning; raise (and store
+        nothing) on failure."""
 
-    def records(self) -> Iterator[bytes]:
-        """Every complete record, oldest first."""
+    def records(self) -> Iterator[bytes | None]:
+        """Every complete record, oldest first; None for one that failed authentication."""
 
     def discard_torn_tail(self) -> int:
         """Drop an unfinished last record left by a crash; return how many bytes went."""
@@ -85,7 +87,7 @@ class FileRecordStore:
                 fsync_dir(self.path.parent)
         return self._fd
 
-    def append(self, record: bytes) -> None:
+    def append(self, record: bytes, log_id: str = "", n: int = 0) -> None:
         if b"\n" in record:
             raise ValueError("an audit record may not contain a newline")
         fd = self._open()
@@ -101,7 +103,7 @@ class FileRecordStore:
             os.ftruncate(fd, size)
             raise
 
-    def records(self) -> Iterator[bytes]:
+    def records(self) -> Iterator[bytes | None]:
         try:
             with open(self.path, "rb") as file:
                 for line in file:
@@ -156,34 +158,48 @@ class FileCheckpointStore:
 class SealedRecordStore:
     """Records encrypted one by one (AES-256-GCM) on top of another store.
 
-    A record that fails to open is handed on as it is stored, which is not a JSON object:
-    verification then names it as corrupt, at its place in the log.
+    Stored form: ``{log_id}:{n}:{base64(nonce || ciphertext || tag)}``. The associated
+    data binds each record to its place ``n`` and to the log: the log id of the file's
+    *first* line, for every line. So a record cannot be moved, or copied in from another
+    log, and a record that does not open — inserted plaintext, a flipped bit, a record
+    from elsewhere — is handed on as None: an integrity failure at its place in the log,
+    never a record taken at its word.
     """
 
-    _AAD = b"hearth-audit-record/1"
+    _AAD = b"hearth-audit-record/2\0"
 
     def __init__(self, inner: RecordStore, key: bytes) -> None:
         self._inner = inner
         self._aead = AESGCM(key)
 
-    def seal(self, record: bytes) -> bytes:
+    def _aad(self, log_id: str, n: int) -> bytes:
+        return self._AAD + log_id.encode() + b"\0" + str(n).encode()
+
+    def seal(self, record: bytes, log_id: str, n: int) -> bytes:
         nonce = os.urandom(12)
-        return base64.b64encode(nonce + self._aead.encrypt(nonce, record, self._AAD))
+        sealed = base64.b64encode(nonce + self._aead.encrypt(nonce, record, self._aad(log_id, n)))
+        return f"{log_id}:{n}:".encode() + sealed
 
-    def open(self, stored: bytes) -> bytes:
-        """The plain record, or ``stored`` itself when it cannot be opened."""
+    def open(self, stored: bytes, log_id: str | None = None) -> bytes | None:
+        """The plain record, or None when it does not open as part of log ``log_id``
+        (default: the log its own label names)."""
         try:
-            raw = base64.b64decode(stored, validate=True)
-            return self._aead.decrypt(raw[:12], raw[12:], self._AAD)
+            own_log, n, payload = stored.split(b":", 2)
+            raw = base64.b64decode(payload, validate=True)
+            aad = self._aad(own_log.decode("ascii") if log_id is None else log_id, int(n))
+            return self._aead.decrypt(raw[:12], raw[12:], aad)
         except (InvalidTag, ValueError):
-            return stored
+            return None
 
-    def append(self, record: bytes) -> None:
-        self._inner.append(self.seal(record))
+    def append(self, record: bytes, log_id: str, n: int) -> None:
+        self._inner.append(self.seal(record, log_id, n), log_id, n)
 
-    def records(self) -> Iterator[bytes]:
+    def records(self) -> Iterator[bytes | None]:
+        log_id: str | None = None
         for stored in self._inner.records():
-            yield self.open(stored)
+            if stored is not None and log_id is None:
+                log_id = stored.partition(b":")[0].decode("ascii", "replace")
+            yield None if stored is None else self.open(stored, log_id)
 
     def discard_torn_tail(self) -> int:
         return self._inner.discard_torn_tail()

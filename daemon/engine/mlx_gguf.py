@@ -60,9 +60,14 @@ SUPPORTED_PRE_TOKENIZERS = (*_GPT2_PRE, *_DIGITS_PRE, *_LLAMA3_PRE)
 
 
 def _fail(info: GGUFInfo, why: str) -> InvalidModel:
+    # Why not grow this path to qwen2, qwen3, gemma3 and phi3: the catalog's GGUF files are
+    # K-quants (Q4_K_M), which MLX's GGUF reader cannot load whatever the architecture, and
+    # every catalog model has an MLX folder of its own, quantized for MLX.
     return InvalidModel(
         f"{info.path.name} cannot run on the MLX engine: {why}. "
-        "Use the llama.cpp engine for it, which runs every GGUF model.",
+        "Use the llama.cpp engine for it, which runs every GGUF model; on MLX, use an MLX "
+        "model folder of the same model (for a catalog model: "
+        "`hearth models pull NAME --format mlx`).",
         path=str(info.path),
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from daemon.engine.confinement import RunnerSandbox, runner_env
 from daemon.errors import (
     ContextTooLong,
     EngineUnavailable,
@@ -52,12 +53,28 @@ class RunnerProcess:
         return self.proc.pid
 
     @classmethod
-    async def start(cls, engine: str, model: Path, n_ctx: int, log: IO[bytes]) -> RunnerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon.engine.runner", engine, str(model), "--n-ctx", str(n_ctx),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
-            limit=1 << 24, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+    async def start(
+        cls,
+        engine: str,
+        model: Path,
+        n_ctx: int,
+        log: IO[bytes],
+        sandbox: RunnerSandbox | None = None,
+    ) -> RunnerProcess:
+        """Start a runner. ``sandbox`` says how it is confined and takes its reports
+        (by default: confined or refused, reports only counted)."""
+        sandbox = sandbox or RunnerSandbox()
+        report_fd = sandbox.reports(engine)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "daemon.engine.runner", engine, str(model),
+                "--n-ctx", str(n_ctx), "--report-fd", str(report_fd), *sandbox.args(),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+                limit=1 << 24, env=runner_env(os.environ), pass_fds=(report_fd,),
+            )  # fmt: skip
+        finally:
+            os.close(report_fd)  # the runner holds it now (or failed to start)
+        sandbox.spawned(proc.pid)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
@@ -78,12 +95,15 @@ class RunnerProcess:
                 f"the {engine} engine could not load {model.name} (runner {how}); {details}",
                 engine=engine,
             )
-        event = json.loads(line)
-        if event.get("event") == "error":  # the runner said why it could not load, then exits
+        ready = json.loads(line)
+        if ready.get("event") == "error":  # it would not start unconfined, or could not load
             await proc.wait()
-            error = _LOAD_ERRORS.get(event.get("kind", ""), EngineUnavailable)
-            raise error(f"{event.get('message')} ({details})", engine=engine, model=model.name)
-        return cls(proc, engine, event)
+            if ready.get("kind") == "unconfined":
+                raise sandbox.refusal(ready, engine)
+            error = _LOAD_ERRORS.get(ready.get("kind", ""), EngineUnavailable)
+            raise error(f"{ready.get('message')} ({details})", engine=engine, model=model.name)
+        sandbox.started(proc.pid, ready)
+        return cls(proc, engine, ready)
 
     async def generate(self, job: dict[str, Any], on_delta: OnDelta) -> Any:
         """Run one request. Returns the runner's result; raises a typed error.

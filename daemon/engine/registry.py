@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from daemon.engine import provenance
 from daemon.engine.gguf import READER_VERSION, HeaderCache, read_gguf
 from daemon.errors import InvalidModel, InvalidParams, ModelNotFound
 
@@ -115,6 +116,10 @@ class Registry:
         wanted = (name or self.default).lower()
         models = self.list()
         if wanted == "default":
+            for pulled in provenance.newest_first(self.models_dir):  # see provenance.py
+                found = [m for m in models if m.name == pulled]
+                if found:
+                    return found[0]
             builtin = [m for m in models if m.builtin]
             if builtin:
                 return builtin[0]
@@ -181,6 +186,7 @@ class Registry:
             shutil.rmtree(path)
         else:
             path.unlink()
+        provenance.forget(self.models_dir, model.name)
         return model
 
     def _undescribable(self, name: str) -> ModelInfo:

@@ -9,7 +9,11 @@ original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt the
           "repeat_last_n": 64, "loop_guard": true, "priority": "interactive",
           "bound": {"text": "...", "ratio": 1.5, "extra": 32}}   (a rewrite's length bound)
          {"op": "cancel", "rid": 7}
-    out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123}
+    out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123,
+          "isolation": {"netns": true, "seccomp": true, "confined": true, ...}}
+         {"event": "error", "kind": "unconfined", "message": "..."}   (instead of ready)
+         {"event": "error", "kind": "invalid_model", "message": "..."}   (could not load; also
+          engine_unavailable, with the engine's own words)
          {"event": "delta", "rid": 7, "text": "Hel"}
          {"event": "done", "rid": 7, "result": {...}}
          {"event": "error", "rid": 7, "kind": "context_too_long", "message": "...",
@@ -250,14 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("engine")
     parser.add_argument("model", type=Path)
     parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--report-fd", type=int, help="where socket refusals are reported")
+    parser.add_argument("--allow-unconfined", action="store_true", help="run even unconfined")
     args = parser.parse_args(argv)
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # anything printed by an engine goes to the log, not the protocol
     from daemon.egress.guard import install, report_to
-    from daemon.engine.sandbox import confine_runner
+    from daemon.engine.sandbox import UNCONFINED, confine_runner
 
-    confine_runner()
-    install(report_to(sys.stderr))  # the socket guard too: refusals go to the runner log
+    isolation = confine_runner()  # before any model code runs
+    if not isolation.confined and not args.allow_unconfined:
+        out.write(json.dumps({"event": "error", "kind": "unconfined", "message": UNCONFINED}))
+        out.write("\n")
+        out.flush()
+        return 78  # EX_CONFIG
+    reports = sys.stderr if args.report_fd is None else os.fdopen(args.report_fd, "w")
+    install(report_to(reports)).forbid_all = True  # refusals go to the daemon's audit log
     cpu = CpuShare().start()  # sampling while the model loads: a first choice is ready
     loaded = _load(args.engine, args.model, args.n_ctx, out)
     if loaded is None:
@@ -270,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             "engine": backend.name,
             "context_length": backend.context_length(),
             "pid": os.getpid(),
+            "isolation": isolation.to_dict(),
         }
     )
     jobs: Queue[dict[str, Any] | None] = Queue()

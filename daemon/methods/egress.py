@@ -15,17 +15,21 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from daemon import catalog
 from daemon.egress import guard
+from daemon.egress.catalog_pull import consent_gateway, pull_entry
 from daemon.egress.install import pull_model
-from daemon.egress.pull import DEFAULT_ENDPOINT
+from daemon.egress.pull import DEFAULT_ENDPOINT, Progress
 from daemon.egress.service import Egress
 from daemon.egress.settings import Remote
 from daemon.errors import Cancelled, InvalidParams
 from daemon.methods import params as p
+from daemon.methods.session import isolation
 from daemon.rpc import Call, Register
 
 TEST_HOOKS = "HEARTH_TEST_HOOKS"
 PROGRESS_INTERVAL = 0.1  # seconds between models.pull.progress notifications
+DNS_QUERY = bytes.fromhex("123401000001000000000000076578616d706c6503636f6d0000010001")
 
 
 def _egress(call: Call) -> Egress:
@@ -55,12 +59,12 @@ def _stop_flag(call: Call, egress: Egress) -> Callable[[], bool]:
 
 
 async def net_status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
-    return _egress(call).status()
+    return {**_egress(call).status(), "isolation": isolation(call.app)}
 
 
 async def net_set_mode(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     egress = _egress(call)
-    egress.set_policy(egress.policy.with_mode(p.required_str(params, "mode")))
+    egress.set_policy(egress.policy.with_mode(p.required_str(params, "mode")), "net.set_mode")
     return egress.status()
 
 
@@ -70,7 +74,7 @@ def _rule(params: dict[str, Any]) -> tuple[str, str]:
 
 async def net_allow(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     egress = _egress(call)
-    egress.set_policy(egress.policy.allow(*_rule(params)))
+    egress.set_policy(egress.policy.allow(*_rule(params)), "net.allow")
     return egress.status()
 
 
@@ -78,7 +82,7 @@ async def net_revoke(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     egress = _egress(call)
     policy = egress.policy.revoke(*_rule(params))
     revoked = policy != egress.policy
-    egress.set_policy(policy)
+    egress.set_policy(policy, "net.revoke")
     return {**egress.status(), "revoked": revoked}
 
 
@@ -88,7 +92,14 @@ async def net_remote(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     url = p.optional_str(params, "url")
     api_key = p.optional_str(params, "api_key")
     remote = Remote(url, p.required_str(params, "model")) if url else None
-    await asyncio.to_thread(egress.set_remote, remote, api_key)
+    await asyncio.to_thread(egress.set_remote, remote, api_key, "net.remote")
+    return egress.status()
+
+
+async def net_proxy(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """Send outbound calls through a proxy ({url}); {url: null} goes direct again."""
+    egress = _egress(call)
+    await asyncio.to_thread(egress.set_proxy, p.optional_str(params, "url"), "net.proxy")
     return egress.status()
 
 
@@ -111,11 +122,41 @@ async def audit_verify(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     return await asyncio.to_thread(_egress(call).verify)
 
 
+async def audit_reset(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    return await asyncio.to_thread(_egress(call).reset_log)
+
+
 # -- models.pull -------------------------------------------------------------------------
 
 
+def _progress(call: Call, egress: Egress) -> Callable[..., Progress]:
+    """progress(**extra) -> a byte-progress callback sending models.pull.progress
+    {id, done, total, **extra} at most every PROGRESS_INTERVAL and at the end of a file;
+    it raises Cancelled once the request is cancelled, which stops the download."""
+    send = _sender(call, "models.pull.progress")
+    stopped = _stop_flag(call, egress)
+    last = 0.0
+
+    def for_file(**extra: Any) -> Progress:
+        def progress(done: int, total: int | None) -> None:
+            nonlocal last
+            if stopped():
+                raise Cancelled("the pull was stopped; pull again to resume where it stopped")
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL or done == total:
+                last = now
+                send({"done": done, "total": total, **extra})
+
+        return progress
+
+    return for_file
+
+
 async def models_pull(call: Call, params: dict[str, Any]) -> dict[str, Any]:
-    """Pull a GGUF file from a hub; streams models.pull.progress {id, done, total}."""
+    """Pull a GGUF file from a hub, or a catalog model by name; streams
+    models.pull.progress {id, done, total}."""
+    if params.get("model") is not None:
+        return await _pull_catalog(call, params)
     egress = _egress(call)
     repo = p.required_str(params, "repo")
     file = p.optional_str(params, "file")
@@ -123,24 +164,55 @@ async def models_pull(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     sha256 = p.optional_str(params, "sha256")
     endpoint = p.optional_str(params, "endpoint") or DEFAULT_ENDPOINT
     gateway = egress.usable_gateway()
-    send = _sender(call, "models.pull.progress")
-    stopped = _stop_flag(call, egress)
-    last = 0.0
-
-    def progress(done: int, total: int | None) -> None:
-        nonlocal last
-        if stopped():
-            raise Cancelled("the pull was stopped; pull again to resume where it stopped")
-        now = time.monotonic()
-        if now - last >= PROGRESS_INTERVAL or done == total:
-            last = now
-            send({"done": done, "total": total})
-
+    progress = _progress(call, egress)()
     info, pulled = await asyncio.to_thread(
         egress.run, pull_model, gateway, call.app.registry, repo, file, revision=revision,
         endpoint=endpoint, expected_sha256=sha256, progress=progress,
     )  # fmt: skip
     return {**info.to_dict(), "repo": repo, "file": pulled, "revision": revision}
+
+
+async def _pull_catalog(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """models.pull {model: NAME, format?, consent?, endpoint?}: a catalog model."""
+    egress = _egress(call)
+    for key in ("repo", "file", "revision", "sha256"):
+        if params.get(key) is not None:
+            raise InvalidParams(f"a catalog pull takes no {key}: the catalog pins it", field=key)
+    entries = await asyncio.to_thread(catalog.load)
+    name = p.required_str(params, "model")
+    entry = catalog.find(entries, name)
+    if entry is None:
+        names = ", ".join(e.name for e in entries)
+        raise InvalidParams(f"{name!r} is not in the catalog (it has: {names}); "
+                            "`hearth models catalog` lists them", field="model")  # fmt: skip
+    fmt = p.optional_str(params, "format") or catalog.this_machine().format
+    if fmt not in catalog.FORMATS:
+        raise InvalidParams("format must be gguf or mlx", field="format")
+    endpoint = p.optional_str(params, "endpoint") or DEFAULT_ENDPOINT
+    consent = params.get("consent", False)
+    if not isinstance(consent, bool):
+        raise InvalidParams("consent must be true or false", field="consent")
+    gateway = egress.usable_gateway()
+    if consent:
+        audit = egress.audit
+        assert audit is not None  # usable_gateway() says the log is open
+        gateway = consent_gateway(audit, endpoint, f"catalog pull {entry.model_name(fmt)}")
+    per_file = _progress(call, egress)
+
+    def progress(file: str, index: int, count: int) -> Progress:
+        return per_file(file=file, files_done=index, files_total=count)
+
+    try:
+        info, source = await asyncio.to_thread(
+            egress.run, pull_entry, gateway, call.app.registry, entry, fmt,
+            endpoint=endpoint, progress=progress,
+        )  # fmt: skip
+    finally:
+        if gateway is not egress.gateway:
+            gateway.close()
+    default = await asyncio.to_thread(call.app.registry.resolve, None)
+    return {**info.to_dict(), "catalog": entry.name, "source": source,
+            "default": default.name == info.name}  # fmt: skip
 
 
 # -- chat with route "remote" ------------------------------------------------------------
@@ -202,12 +274,15 @@ async def phone_home(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     how = p.required_str(params, "how")
     host = p.required_str(params, "host")
     port = params.get("port", 80)
-    if how not in ("urlopen", "connect"):
-        raise InvalidParams("how must be urlopen or connect", field="how")
+    if how not in ("urlopen", "connect", "dns"):
+        raise InvalidParams("how must be urlopen, connect or dns", field="how")
 
     def attempt() -> None:
         if how == "urlopen":
             urllib.request.urlopen(f"http://{host}:{port}/", timeout=5).close()
+        elif how == "dns":  # a query for example.com, as a resolver library would send it
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.sendto(DNS_QUERY, (host, port))
         else:
             socket.create_connection((host, port), timeout=5).close()
 
@@ -227,8 +302,10 @@ def register(add: Register) -> None:
     add("net.allow", net_allow)
     add("net.revoke", net_revoke)
     add("net.remote", net_remote)
+    add("net.proxy", net_proxy)
     add("audit.list", audit_list)
     add("audit.verify", audit_verify)
+    add("audit.reset", audit_reset)
     add("models.pull", models_pull)
     if os.environ.get(TEST_HOOKS) == "1":
         add("debug.phone_home", phone_home)

@@ -1,4 +1,4 @@
-"""models.list / load / unload / import / rm."""
+"""models.list / load / unload / import / rm / convert / catalog."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+from daemon import catalog
+from daemon.engine import provenance
 from daemon.engine.process import RunnerProcess
 from daemon.engine.registry import ModelInfo
 from daemon.errors import InvalidParams, ModelNotFound
@@ -94,6 +96,47 @@ async def convert(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     return (await asyncio.to_thread(app.registry.resolve, target.name)).to_dict()
 
 
+async def catalog_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+    """The curated catalog, this machine's download of each entry, and the one entry
+    recommended here (what `hearth models catalog` and the tray's first run show)."""
+    app = call.app
+    entries = await asyncio.to_thread(catalog.load)
+    machine = catalog.this_machine()
+    best = catalog.recommend(entries, machine)
+    installed = {m.name for m in await asyncio.to_thread(app.registry.list)}
+    sources = await asyncio.to_thread(provenance.read, app.registry.models_dir)
+    models = []
+    for entry in entries:
+        names = {fmt: entry.model_name(fmt) for fmt in catalog.FORMATS}
+        models.append(
+            {
+                **entry.to_dict(),
+                "download": entry.downloads[machine.format].to_dict(),
+                "fits": machine.ram_mb is None or entry.ram_mb <= machine.ram_mb,
+                "installed": sorted(n for n in names.values() if n in installed),
+                "sources": {n: sources[n] for n in names.values() if n in sources},
+            }
+        )
+    reason = None
+    if best is not None:
+        ram = f"{machine.ram_mb / 1000:.0f} GB" if machine.ram_mb else "unknown (8 GB assumed)"
+        cpu = "" if machine.apple_silicon else (
+            f" and has at most {catalog.CPU_MAX_PARAMS_B:g}B parameters (on a CPU)"
+        )  # fmt: skip
+        reason = (
+            f"the best-ranked model with a permissive license that needs at most "
+            f"{catalog.RAM_SHARE:.0%} of this machine's RAM ({ram}){cpu}; it needs "
+            f"{best.ram_mb / 1000:.1f} GB"
+        )
+    return {
+        "machine": machine.to_dict(),
+        "recommended": best.name if best else None,
+        "reason": reason,
+        "models": models,
+        "network": catalog.ONLY_NETWORK_CALL,
+    }
+
+
 def register(add: Register) -> None:
     add("models.list", list_models)
     add("models.load", load)
@@ -101,3 +144,4 @@ def register(add: Register) -> None:
     add("models.import", import_model)
     add("models.rm", remove)
     add("models.convert", convert)
+    add("models.catalog", catalog_list)

@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 from daemon import PROTOCOL_VERSION, __version__
-from daemon.app import auto_engine
+from daemon.app import App, auto_engine
 from daemon.errors import InvalidParams, UnsupportedProtocol
+from daemon.hardening import state
 from daemon.rpc import Call, Register
 
 CAPABILITIES = ["chat", "rewrite", "cancel", "models", "streaming", "plugins"]
@@ -54,7 +55,14 @@ async def status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         else {"mode": None, "blocked": 0, "audit": "starting"},
         "vault": app.vault.state() if app.ready else {"state": "starting", "reason": "starting"},
         "memory": app.memory.status() if app.memory else None,
+        "isolation": isolation(app),
     }
+
+
+def isolation(app: App) -> dict[str, Any]:
+    """How the daemon and its runners are kept apart from the network and from each other."""
+    live = [r["pid"] for r in app.scheduler.runners()]
+    return {"daemon": state(), **app.sandbox.status(live)}
 
 
 def register(add: Register) -> None:

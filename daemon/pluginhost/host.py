@@ -287,7 +287,7 @@ class PluginHost:
                 else policy.revoke(host, caller(plugin_id))
             )
         if policy != egress.policy:
-            egress.set_policy(policy)
+            egress.set_policy(policy, "plugins.grant" if allow else "plugins.revoke")
 
     async def reload(self, plugin_id: str, changed: bool = False) -> None:
         """A user plugin's files changed: read it again and restart it if it runs."""

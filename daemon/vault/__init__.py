@@ -11,8 +11,12 @@ Key hierarchy (``keyset``)::
 What deleting a conversation guarantees (crypto-shredding):
 
 - Always: its messages and its wrapped data key are deleted and zeroed in the live
-  file (``secure_delete``), the WAL is truncated, and the master key is replaced, so
-  the live vault's keys cannot open that conversation in any older copy of the file.
+  file (``secure_delete``), the WAL is folded in and truncated, and the master key is
+  replaced, so the live vault's keys cannot open that conversation in any older copy of
+  the file. While another program holds an older snapshot open, SQLite cannot fold the
+  WAL in: ``vault.db`` then still holds the old pages. That debt is recorded beside the
+  file (``vault.db-checkpoint-owed``), warned about, and paid at the next open, write or
+  close (``vault.status`` shows ``checkpoint_owed``).
 - Keychain mode: the KEK is replaced too and the old keychain item deleted. A copy of
   the file taken before the deletion can then no longer be opened at all — not even
   with the live vault and the keychain in hand. (A backup of the keychain itself that

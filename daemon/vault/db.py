@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -19,6 +20,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from daemon.errors import IntegrityError, StorageFull
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 10  # how long a statement waits for the lock
+CHECKPOINT_WAIT_MS = 2000  # how long a checkpoint waits for readers of older snapshots
 
 # In the clear: ids, key ids, conversation created/updated times (for listing and
 # retention) and record sizes. Titles, messages, roles, message times, setting and
@@ -72,7 +78,9 @@ def connect(path: Path) -> sqlite3.Connection:
         # Create the file ourselves so it is private from the first byte; SQLite gives
         # the -wal and -shm files the same mode.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
         try:
             conn.execute("PRAGMA secure_delete = ON")
             conn.execute("PRAGMA temp_store = MEMORY")
@@ -122,13 +130,71 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-def truncate_wal(conn: sqlite3.Connection) -> None:
-    """Copy the WAL into the file and empty it, so old page images do not linger there.
+def truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the file and empty it, so old page images do not linger there;
+    True when that happened.
 
-    Best effort, after a commit: on a full disk the WAL stays until a later checkpoint.
+    False when it could not finish: another connection still reads an older snapshot
+    (SQLite then answers "busy" rather than raising), or the disk is full. Until it
+    finishes, the main file keeps the pages a deletion replaced: see :class:`OwedCheckpoint`.
     """
-    with suppress(sqlite3.OperationalError):
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")  # how long readers may hold it
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+    return int(busy) == 0
+
+
+class OwedCheckpoint:
+    """A marker file beside the vault: a crypto-shred or rotation whose WAL checkpoint
+    could not finish, so ``vault.db`` itself may still hold what was deleted.
+
+    It is written (durably) when a checkpoint after a key change fails, and honored on
+    the next open, write or close: the checkpoint is retried until it succeeds, and only
+    then is the marker removed. It survives a crash, so a restart finishes the job.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + "-checkpoint-owed")
+
+    @property
+    def owed(self) -> bool:
+        return self.path.exists()
+
+    def settle(self, conn: sqlite3.Connection, *, after_key_change: bool = False) -> bool:
+        """Checkpoint now if a key change needs it (or one is owed); True when nothing
+        is owed any more."""
+        if not (after_key_change or self.owed):
+            return True
+        if truncate_wal(conn):
+            if self.owed:
+                self.path.unlink()
+                _fsync_dir(self.path.parent)
+                log.info("the owed vault checkpoint is done: deleted data is gone from vault.db")
+            return True
+        if not self.owed:
+            with suppress(OSError):  # a full disk: the warning below still says it
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.fsync(fd)
+                os.close(fd)
+                _fsync_dir(self.path.parent)
+        log.warning(
+            "vault.db may still hold deleted data: another program reads an old snapshot "
+            "of the vault (or the disk is full), so its write-ahead log cannot be folded "
+            "in yet; Hearth retries at the next write, start or stop"
+        )
+        return False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _full() -> StorageFull:

@@ -10,7 +10,9 @@ still opens the vault, and the old one is discarded only once nothing needs it.
   in plaintext or not at all are refused, with a pointer to the passphrase mode.
 - ``PassphraseKeySource``: scrypt(passphrase, salt); n, r, p and the salt live in the
   vault header. Anyone who can re-derive an old KEK from the passphrase can do so from
-  an old header too, which is why this source is not ``renewable``.
+  an old header too, which is why this source is not ``renewable``. It derives one KEK
+  and then forgets the passphrase (its copy is zeroed), so a daemon that stays unlocked
+  for days does not keep it in memory: the KEK is all the vault needs afterwards.
 """
 
 from __future__ import annotations
@@ -134,11 +136,25 @@ class PassphraseKeySource:
     def __init__(self, passphrase: str, *, n: int = SCRYPT_N, r: int = 8, p: int = 1) -> None:
         if not passphrase:
             raise ValueError("the passphrase is empty")
-        # NFC: the same passphrase typed on another keyboard or OS derives the same key.
-        self._secret = unicodedata.normalize("NFC", passphrase).encode()
         self._cost = {"n": n, "r": r, "p": p}
         if not _cost_ok(self._cost):
             raise ValueError(f"unsupported scrypt parameters {self._cost}")
+        # NFC: the same passphrase typed on another keyboard or OS derives the same key.
+        # A bytearray, so that it can be zeroed (Python strings cannot: best effort).
+        self._secret: bytearray | None = bytearray(
+            unicodedata.normalize("NFC", passphrase), "utf-8"
+        )
+
+    @property
+    def holds_passphrase(self) -> bool:
+        """False once the KEK was derived: the passphrase is gone from this object."""
+        return self._secret is not None
+
+    def forget(self) -> None:
+        """Zero and drop the passphrase (idempotent)."""
+        if self._secret is not None:
+            self._secret[:] = bytes(len(self._secret))
+            self._secret = None
 
     def __repr__(self) -> str:
         return "PassphraseKeySource(<hidden>)"
@@ -160,8 +176,16 @@ class PassphraseKeySource:
             ok = False
         if not ok:
             raise IntegrityError("The vault header's key-derivation parameters are damaged.")
+        if self._secret is None:
+            raise VaultLocked(
+                "The passphrase was used and forgotten; give it again.",
+                reason="passphrase_forgotten",
+            )
         kdf = Scrypt(salt=salt, length=KEY_BYTES, n=cost["n"], r=cost["r"], p=cost["p"])
-        return kdf.derive(self._secret)
+        try:
+            return kdf.derive(self._secret)
+        finally:
+            self.forget()  # one KEK per source: nothing needs the passphrase after this
 
     def discard(self, kek_id: str) -> None:
         pass  # nothing is stored outside the header

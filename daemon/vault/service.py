@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import HearthError, InvalidParams, VaultLocked
+from daemon.vault.db import OwedCheckpoint
 from daemon.vault.keys import KeychainKeySource, KeySource, PassphraseKeySource
 from daemon.vault.store import Vault
 
@@ -129,6 +130,8 @@ class VaultService:
                     locked = None if self._vault is not None else self._locked()
             except VaultLocked as waiting:
                 locked = waiting
+        vault = self._vault
+        owed = vault.checkpoint_owed if vault else OwedCheckpoint(self.path).owed
         return {
             "path": str(self.path),
             "initialized": protection is not None,
@@ -136,6 +139,7 @@ class VaultService:
             "protection": protection,
             "reason": locked.data.get("reason") if locked else None,
             "message": locked.message if locked else None,
+            "checkpoint_owed": owed,
         }
 
     def state(self) -> dict[str, Any]:

@@ -7,7 +7,9 @@ Every method is a complete, durable operation: when it returns, its change is co
 
 Deleting a conversation crypto-shreds it: its wrapped data key row is deleted (and
 zeroed by ``secure_delete``), the master key is replaced and, with a keychain, so is the
-KEK; ``daemon.vault``'s docstring says what that means for copies taken before.
+KEK; ``daemon.vault``'s docstring says what that means for copies taken before. The WAL
+is then folded into ``vault.db``; when a reader of an older snapshot prevents that, the
+debt is recorded beside the file and paid at the next open, write or close.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from daemon.errors import IntegrityError, NotFound, VaultLocked
 from daemon.paths import Paths
 from daemon.vault.conversations import Conversations
-from daemon.vault.db import SCHEMA_SQL, connect, storage_errors, transaction, truncate_wal
+from daemon.vault.db import SCHEMA_SQL, OwedCheckpoint, connect, storage_errors, transaction
 from daemon.vault.keys import KeySource
 from daemon.vault.keyset import KeySet, Step, no_step, read_header
 from daemon.vault.records import Records, plugin_name, setting_name
@@ -51,6 +53,9 @@ class Vault:
         self._lock = threading.RLock()
         self._conversations = Conversations(conn, keys)
         self._records = Records(conn, keys)
+        self._owed = OwedCheckpoint(path)
+        with self._locked() as locked:
+            self._owed.settle(locked)  # a shred a crash or a reader left unfinished
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -109,6 +114,8 @@ class Vault:
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
+                with storage_errors():
+                    self._owed.settle(self._conn)
                 self._conn.close()
                 self._conn = None
 
@@ -117,6 +124,11 @@ class Vault:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def checkpoint_owed(self) -> bool:
+        """True while deleted data may still be in ``vault.db`` (see ``OwedCheckpoint``)."""
+        return self._owed.owed
 
     @property
     def key_kind(self) -> str:
@@ -256,7 +268,7 @@ class Vault:
                 )
             else:
                 self._keys.rekey(new_source, fresh_kek=True, fresh_master=False)
-            truncate_wal(conn)
+            self._owed.settle(conn, after_key_change=True)
 
     def verify(self) -> dict[str, int]:
         """Decrypt every record and run SQLite's integrity check; returns counts."""
@@ -281,8 +293,10 @@ class Vault:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._locked() as conn, transaction(conn):
-            yield conn
+        with self._locked() as conn:
+            with transaction(conn):
+                yield conn
+            self._owed.settle(conn)
 
     def _shred(self, conv_ids: list[str]) -> None:
         """Delete conversations and replace the master key (and a renewable KEK)."""
@@ -295,4 +309,4 @@ class Vault:
         source = self._keys.source
         self._keys.rekey(source, fresh_kek=source.renewable, fresh_master=True, change=delete)
         assert self._conn is not None
-        truncate_wal(self._conn)
+        self._owed.settle(self._conn, after_key_change=True)

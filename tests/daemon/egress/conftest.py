@@ -71,7 +71,7 @@ def checkpoint_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def audit(log_path: Path, checkpoint_path: Path, key: Ed25519PrivateKey) -> Iterator[AuditLog]:
-    log = AuditLog.open_files(log_path, checkpoint_path, key, checkpoint_every=8)
+    log = AuditLog.open_files(log_path, checkpoint_path, key, checkpoint_every=8, create=True)
     yield log
     log.close()
 

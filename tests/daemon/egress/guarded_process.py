@@ -85,9 +85,11 @@ def connect_nonblocking() -> dict[str, Any]:
     return {"connected": connected, "in_kernel_table": in_kernel}
 
 
-def loopback_echo() -> str:
+def loopback_echo(allowed: bool) -> str:
+    """An echo server on a loopback port: refused, unless the guard lists that port."""
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
+    guard.install().loopback_ports = frozenset({port} if allowed else ())
 
     def echo() -> None:
         conn, _ = server.accept()
@@ -95,7 +97,7 @@ def loopback_echo() -> str:
             conn.sendall(conn.recv(100).upper())
 
     threading.Thread(target=echo, daemon=True).start()
-    with socket.create_connection(("localhost", port), timeout=5) as client:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
         client.sendall(b"ping")
         answer = client.recv(100).decode()
     server.close()
@@ -125,7 +127,8 @@ class Hello(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    log = AuditLog.open_files(Path(sys.argv[1]), Path(sys.argv[2]), Ed25519PrivateKey.generate())
+    key = Ed25519PrivateKey.generate()
+    log = AuditLog.open_files(Path(sys.argv[1]), Path(sys.argv[2]), key, create=True)
     installed = guard.install(log.append)
     results["installed_once"] = guard.install() is installed
     sys.addaudithook(watch)
@@ -136,7 +139,8 @@ def main() -> None:
         ("getaddrinfo", lookup_name),
         ("sendto", send_datagram),
         ("nonblocking_connect", connect_nonblocking),
-        ("loopback", loopback_echo),
+        ("loopback", lambda: loopback_echo(False)),
+        ("loopback_listed", lambda: loopback_echo(True)),
         ("unix", unix_socket),
     ]:
         attempt(name, action)

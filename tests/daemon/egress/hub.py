@@ -4,7 +4,8 @@ Like huggingface.co: ``/{repo}/resolve/{revision}/{file}`` answers a file kept i
 with a 302 to a CDN path and the file's SHA-256 in ``X-Linked-Etag`` (the CDN's own
 ``ETag`` is something else), and a small file kept in git directly, with its git blob
 SHA-1 as ``ETag``. Byte ranges are served (206), and a download can be cut off halfway.
-``/api/models/{repo}/revision/{revision}`` lists a repository's files (``siblings``).
+``/api/models/{repo}/revision/{revision}`` lists a repository's files (``siblings``) and
+the commit the revision points at (``sha``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def hub_handler(state: HubState) -> type[QuietHandler]:
                 siblings = [{"rfilename": name} for name in state.files(listing.group(1))]
                 if not siblings:
                     return self.send_body(404, b'{"error": "Repository not found"}')
-                return self.send_body(200, json.dumps({"siblings": siblings}).encode())
+                listed = {"sha": COMMIT, "siblings": siblings}
+                return self.send_body(200, json.dumps(listed).encode())
             cdn = re.fullmatch(r"/cdn/([0-9a-f]{64})\?X-Signature=\w+", self.path)
             if cdn:
                 return self.serve_cdn(cdn.group(1))

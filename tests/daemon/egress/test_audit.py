@@ -26,7 +26,7 @@ ENTRIES = 20  # checkpoints after entries 8, 16 and (at close) 20
 @pytest.fixture
 def written(log_path: Path, checkpoint_path: Path, key: Ed25519PrivateKey) -> Path:
     """A closed log of 20 entries, as the daemon leaves it."""
-    log = AuditLog.open_files(log_path, checkpoint_path, key, checkpoint_every=EVERY)
+    log = AuditLog.open_files(log_path, checkpoint_path, key, checkpoint_every=EVERY, create=True)
     for i in range(ENTRIES):
         log.append(
             {"phase": "intent", "caller": "models.pull", "host": f"h{i}.example", "port": 443}
@@ -61,6 +61,10 @@ class Tampered:
         return result.problem, result.bad_seq
 
 
+def last_log_id(log: Tampered) -> str:
+    return str(log.records[0]["log_id"])
+
+
 @pytest.fixture
 def log(written: Path, checkpoint_path: Path, key: Ed25519PrivateKey) -> Tampered:
     return Tampered(written, checkpoint_path, key)
@@ -81,16 +85,22 @@ def test_each_entry_chains_to_the_one_before_it_across_restarts(
     log_path: Path, checkpoint_path: Path, key: Ed25519PrivateKey
 ) -> None:
     for run in range(2):
-        log = AuditLog.open_files(log_path, checkpoint_path, key, checkpoint_every=EVERY)
+        log = AuditLog.open_files(
+            log_path, checkpoint_path, key, checkpoint_every=EVERY, create=True
+        )
         for _ in range(3):
             log.append({"phase": "intent", "caller": f"run{run}"})
         log.close()
     entries = read_entries(log_path)
     assert list(log.entries()) == entries  # checkpoints left out
     assert [e["seq"] for e in entries] == [0, 1, 2, 3, 4, 5]
-    assert entries[0]["prev_hash"] == GENESIS
-    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(entries))
-    assert all(entry_hash(e) == e["hash"] for e in entries)
+    records = [json.loads(line) for line in log_path.read_bytes().splitlines()]
+    assert [r["type"] for r in records] == ["genesis", *["entry"] * 3, "checkpoint",
+                                            *["entry"] * 3, "checkpoint"]  # fmt: skip
+    assert records[0]["prev_hash"] == GENESIS
+    assert [r["n"] for r in records] == list(range(len(records)))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(records))
+    assert all(entry_hash(r) == r["hash"] for r in records)
 
 
 def test_a_signed_checkpoint_is_written_every_n_entries_and_at_close_and_kept_outside_it(
@@ -98,8 +108,10 @@ def test_a_signed_checkpoint_is_written_every_n_entries_and_at_close_and_kept_ou
 ) -> None:
     checkpoints = [r for r in log.records if r["type"] == "checkpoint"]
     assert [c["count"] for c in checkpoints] == [8, 16, 20]
-    assert json.loads(log.checkpoint_path.read_bytes()) == checkpoints[-1]
     assert checkpoints[-1]["head"] == log.records[log.at(ENTRIES - 1)]["hash"]
+    outside = json.loads(log.checkpoint_path.read_bytes())
+    assert (outside["count"], outside["records"]) == (ENTRIES, len(log.records))
+    assert outside["head"] == log.records[-1]["hash"]  # the last record: the checkpoint
 
 
 def test_an_entry_takes_only_the_known_fields_so_headers_or_bodies_cannot_be_logged(
@@ -157,7 +169,9 @@ def test_a_truncation_hidden_behind_a_replaced_checkpoint_is_caught_by_its_signa
 ) -> None:
     del log.records[log.at(15) :]  # entries 15-19 and the checkpoints after 16 and 20
     last = log.records[-1]
-    forged = sign_checkpoint(Ed25519PrivateKey.generate(), 15, last["hash"], last["time"])
+    forged = sign_checkpoint(
+        Ed25519PrivateKey.generate(), last_log_id(log), 15, len(log.records), last["hash"], 0.0
+    )
     log.checkpoint_path.write_bytes(canonical(forged))
     assert log.verdict() == ("forged-checkpoint", 8)  # 8: the last checkpoint that holds
 
@@ -173,7 +187,7 @@ def test_a_deleted_outside_checkpoint_is_noticed(log: Tampered) -> None:
 
 
 def test_a_garbage_record_is_named(log: Tampered) -> None:
-    log.records.insert(3, b"{not json")
+    log.records.insert(log.at(3), b"{not json")
     assert log.verdict() == ("corrupt", 3)
 
 
@@ -207,20 +221,20 @@ class ReentrantStore(FileRecordStore):
     log: AuditLog | None = None
     failure: Exception | None = None
 
-    def append(self, record: bytes) -> None:
+    def append(self, record: bytes, log_id: str = "", n: int = 0) -> None:
         if self.log is not None and self.failure is None:
             try:
                 self.log.append({"phase": "blocked"})
             except RuntimeError as exc:
                 self.failure = exc
-        super().append(record)
+        super().append(record, log_id, n)
 
 
 def test_a_store_that_re_enters_the_log_fails_fast_instead_of_deadlocking(
     log_path: Path, checkpoint_path: Path, key: Ed25519PrivateKey
 ) -> None:
     store = ReentrantStore(log_path)
-    log = AuditLog(store, FileCheckpointStore(checkpoint_path), key)
+    log = AuditLog(store, FileCheckpointStore(checkpoint_path), key, create=True)
     store.log = log
     writer = threading.Thread(target=log.append, args=({"phase": "intent"},))
     writer.start()
@@ -228,3 +242,97 @@ def test_a_store_that_re_enters_the_log_fails_fast_instead_of_deadlocking(
     assert not writer.is_alive()
     assert "re-entered" in str(store.failure)
     assert [e["phase"] for e in read_entries(log_path)] == ["intent"]
+
+
+def _crashed_after(log_path: Path, checkpoint_path: Path, key: Ed25519PrivateKey, n: int) -> None:
+    """A log of ``n`` entries whose writer died without closing (no final checkpoint)."""
+    log = AuditLog.open_files(log_path, checkpoint_path, key, checkpoint_every=64, create=True)
+    for i in range(n):
+        log.append({"phase": "intent", "caller": "models.pull", "host": f"h{i}.example"})
+
+
+def test_entries_after_the_last_checkpoint_are_vouched_for_outside_the_log(
+    log_path: Path, checkpoint_path: Path, key: Ed25519PrivateKey
+) -> None:
+    """A daemon killed after 100 entries, its log cut back to its first checkpoint."""
+    _crashed_after(log_path, checkpoint_path, key, 100)
+    log = Tampered(log_path, checkpoint_path, key)
+    first = next(i for i, r in enumerate(log.records) if r["type"] == "checkpoint")
+    del log.records[first + 1 :]
+    problem, seq = log.verdict()
+    assert (problem, seq) == ("truncated", 64)
+    result = verify(
+        FileRecordStore(log_path), key.public_key(), FileCheckpointStore(checkpoint_path)
+    )
+    assert "entries 64-99 were removed" in result.detail
+
+
+def test_an_entry_written_just_before_a_crash_is_reported_as_not_yet_vouched_for(
+    log_path: Path, checkpoint_path: Path, key: Ed25519PrivateKey
+) -> None:
+    _crashed_after(log_path, checkpoint_path, key, 5)
+    before = checkpoint_path.read_bytes()
+    log = AuditLog.open_files(log_path, checkpoint_path, key, create=True)
+    log.append({"phase": "intent", "caller": "late"})
+    checkpoint_path.write_bytes(before)  # the crash came between the log and the checkpoint
+    result = log.verify()
+    assert result.ok and (result.entries, result.vouched, result.unvouched) == (6, 5, 1)
+    assert "1 entries after seq 4 are not vouched for" in result.summary()
+
+
+def test_checkpoints_cut_out_of_the_log_with_the_outside_one_deleted_are_noticed(
+    log: Tampered,
+) -> None:
+    log.records = [r for r in log.records if r["type"] != "checkpoint"]
+    log.checkpoint_path.unlink()
+    assert log.verdict() == ("missing-checkpoint", 8)  # the entry after the first one cut
+
+
+def test_a_deleted_log_is_noticed_and_not_silently_begun_again(
+    written: Path, checkpoint_path: Path, key: Ed25519PrivateKey
+) -> None:
+    written.unlink()
+    result = verify(
+        FileRecordStore(written), key.public_key(), FileCheckpointStore(checkpoint_path)
+    )
+    assert (result.ok, result.problem) == (False, "missing-log")
+    for create in (False, True):  # an outside checkpoint says a log existed: never begin anew
+        with pytest.raises(IntegrityError, match="missing-log"):
+            AuditLog.open_files(written, checkpoint_path, key, create=create)
+    assert not written.exists()
+
+
+def test_a_log_and_checkpoint_both_deleted_are_noticed_unless_the_key_is_new(
+    written: Path, checkpoint_path: Path, key: Ed25519PrivateKey
+) -> None:
+    written.unlink()
+    checkpoint_path.unlink()
+    with pytest.raises(IntegrityError, match="missing-log"):
+        AuditLog.open_files(written, checkpoint_path, key)  # the key says a log existed
+
+
+def test_a_log_replaced_by_another_genuine_one_is_named(
+    written: Path, checkpoint_path: Path, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.log"
+    AuditLog.open_files(other, tmp_path / "other.cp", key, create=True).close()
+    written.write_bytes(other.read_bytes())  # same key, another log
+    result = verify(
+        FileRecordStore(written), key.public_key(), FileCheckpointStore(checkpoint_path)
+    )
+    assert result.problem == "wrong-log"
+
+
+def test_a_log_set_aside_is_followed_by_one_whose_genesis_names_it(
+    written: Path, checkpoint_path: Path, key: Ed25519PrivateKey
+) -> None:
+    old_id = json.loads(written.read_bytes().splitlines()[0])["log_id"]
+    written.rename(written.with_name("kept.log"))
+    previous = {"log_id": old_id, "entries": 20, "problem": "missing-log", "kept": "kept.log"}
+    store, outside = FileRecordStore(written), FileCheckpointStore(checkpoint_path)
+    log = AuditLog(store, outside, key, create=True, previous=previous)
+    log.append({"phase": "intent", "caller": "after"})
+    log.close()
+    genesis = json.loads(written.read_bytes().splitlines()[0])
+    assert genesis["previous"] == previous and genesis["log_id"] != old_id
+    assert verify(store, key.public_key(), outside).ok

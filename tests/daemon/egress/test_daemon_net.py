@@ -36,6 +36,10 @@ def test_the_network_is_offline_until_the_user_says_otherwise(running: Running) 
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "network  offline (nothing may leave this machine)"
     assert "rules    (none)" in out.stdout and "blocked  0 attempt(s)" in out.stdout
+    # No keychain here (the tests' default): the status says what that means.
+    assert "secrets  no keychain: " in out.stdout and "not confidential" in out.stdout
+    audit = json.loads(hearth(running.home, "net", "status", "--json").stdout)["audit"]
+    assert (audit["secrets"], audit["secrets_confidential"]) == ("file", False)
 
 
 def test_a_rule_set_from_the_cli_persists_and_is_enforced_after_a_restart(
@@ -98,3 +102,48 @@ def test_since_takes_dates_and_epoch_seconds() -> None:
 def test_since_refuses_what_is_not_a_time(tmp_path: Path) -> None:
     out = hearth(tmp_path, "audit", "list", "--since", "yesterday-ish")
     assert out.returncode == 2 and "is not a time" in out.stderr
+
+
+def test_every_change_of_the_network_settings_is_in_the_audit_log(running: Running) -> None:
+    assert hearth(running.home, "net", "mode", "allow-listed").returncode == 0
+    assert hearth(running.home, "net", "allow", "127.0.0.1", "--for", "remote.chat").returncode == 0
+    running.call("net.remote", {"url": "http://127.0.0.1:9/v1", "model": "m", "api_key": "k"})
+    assert hearth(running.home, "net", "offline").returncode == 0
+    policy = [(e["caller"], e["change"]) for e in running.call("audit.list")["entries"]]
+    assert policy == [
+        ("net.set_mode", "mode offline -> allow-listed"),
+        ("net.allow", "allow 127.0.0.1 for remote.chat"),
+        ("net.remote", "remote server http://127.0.0.1:9/v1 (model m)"),
+        ("net.remote", "remote API key set"),
+        ("net.set_mode", "mode allow-listed -> offline"),
+    ]
+    assert "k" not in {e["change"].split()[-1] for e in running.call("audit.list")["entries"]}
+
+
+def _edited_behind_the_daemons_back(running: Running, edit: str) -> dict[str, object]:
+    assert hearth(running.home, "net", "allow", "127.0.0.1", "--for", "models.pull").returncode == 0
+    assert hearth(running.home, "net", "mode", "allow-listed").returncode == 0
+    settings = running.paths.config / "network.json"
+    allowed = settings.read_bytes()
+    assert hearth(running.home, "net", "offline").returncode == 0  # what the user wants now
+    running.stop()
+    if edit == "rule added":
+        data = json.loads(settings.read_bytes())
+        data["rules"].append({"host": "*.evil.example", "caller": "*"})
+        settings.write_text(json.dumps(data))
+    else:  # the genuine file of a moment ago, put back
+        settings.write_bytes(allowed)
+    again = launch(running.home)
+    try:
+        return dict(again.call("net.status"))
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("edit", ["rule added", "old copy"])
+def test_a_network_json_changed_behind_the_daemons_back_is_not_used(
+    running: Running, edit: str
+) -> None:
+    status = _edited_behind_the_daemons_back(running, edit)
+    assert (status["mode"], status["rules"], status["remote"]) == ("offline", [], None)
+    assert "was changed outside Hearth" in str(status["settings_problem"])

@@ -1,9 +1,10 @@
 """The running daemon reaches nothing beyond loopback, and what tries is blocked and logged.
 
 One daemon runs the whole scenario under ``strace -f`` (so its model runners are traced
-too): idle, chats and a rewrite; then code inside it tries urlopen and a raw connect to
-TEST-NET addresses. Two independent witnesses are checked: the guard's own counter and
-audit log, and every connect/sendto/sendmsg the kernel was asked for.
+too): idle, chats and a rewrite; then code inside it tries a loopback port, urlopen and a
+raw connect to TEST-NET addresses; then the gateway, allowed to, connects to 127.0.0.1.
+Two independent witnesses are checked: the guard's own counter and audit log, and every
+connect/sendto/sendmsg the kernel was asked for.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from daemon.client import Client
-from daemon.errors import MethodNotFound
+from daemon.errors import EgressFailed, MethodNotFound
 from tests.conftest import make_home
 
 from .daemon_support import hearth, launch
@@ -96,13 +97,18 @@ def scenario() -> Iterator[Scenario]:
                 return dict(c.call("debug.phone_home", params))
 
             attempts = {
-                # A loopback connect, which the guard lets through: proof that the trace
-                # sees the daemon's own connects.
+                # A loopback port leads out too when a proxy or resolver listens there.
                 "loopback": phone_home("connect", "127.0.0.1", 9),
                 "urlopen": phone_home("urlopen", OUTSIDE_URL_HOST),
                 "connect": phone_home("connect", *OUTSIDE_CONNECT),
             }
             status = c.call("net.status")
+            # A connect the gateway is allowed to make: proof that the trace sees them.
+            c.call("net.set_mode", {"mode": "allow-listed"})
+            c.call("net.allow", {"host": "127.0.0.1", "caller": "models.pull"})
+            with pytest.raises(EgressFailed):
+                c.call("models.pull", {"repo": "a/b", "file": "x.gguf",
+                                       "endpoint": "http://127.0.0.1:9"})  # fmt: skip
         listing = hearth(home, "audit", "list")
         as_json = hearth(home, "audit", "list", "--json")
         assert listing.returncode == 0 and as_json.returncode == 0, listing.stderr
@@ -128,7 +134,7 @@ def test_every_connect_of_the_daemon_and_its_runners_stays_on_this_machine(
     addressed = [s for s in scenario.syscalls if s[1] != "unshare" and "sa_family=" in s[2]]
     outside = [s for s in addressed if not _is_local(s[2])]
     assert outside == []
-    # The trace is a real witness: it saw the daemon's loopback probe, and the runners
+    # The trace is a real witness: it saw the gateway's allowed connect, and the runners
     # (other processes, each taking a fresh network namespace) were traced as well.
     probe = 'sin_port=htons(9), sin_addr=inet_addr("127.0.0.1")'
     assert any(probe in args for _, name, args in addressed if name == "connect")
@@ -143,19 +149,27 @@ def test_code_in_the_daemon_reaching_an_outside_address_is_blocked(
 ) -> None:
     result = scenario.attempts[attempt]
     assert result["blocked"] and not result["connected"]
-    assert scenario.attempts["loopback"]["blocked"] is False  # loopback is not the guard's
+
+
+def test_code_in_the_daemon_reaching_a_loopback_port_is_blocked_too(scenario: Scenario) -> None:
+    assert scenario.attempts["loopback"] == {
+        "connected": False,
+        "error": "EgressBlocked",
+        "blocked": True,
+    }
 
 
 def test_blocked_attempts_are_counted_and_listed_with_where_they_came_from(
     scenario: Scenario,
 ) -> None:
-    assert scenario.status["blocked"] == 2
+    assert scenario.status["blocked"] == 3
     blocked = [e for e in scenario.entries if e["phase"] == "blocked"]
     assert [(e["host"], e["decision"]) for e in blocked] == [
+        ("127.0.0.1", "block"),
         (OUTSIDE_URL_HOST, "block"),
         (OUTSIDE_CONNECT[0], "block"),
     ]
-    assert blocked[1]["port"] == OUTSIDE_CONNECT[1]
+    assert (blocked[0]["port"], blocked[2]["port"]) == (9, OUTSIDE_CONNECT[1])
     for entry in blocked:
         assert entry["caller"] == "daemon.methods.egress"
         assert any(frame.startswith("daemon.methods.egress:") for frame in entry["stack"])

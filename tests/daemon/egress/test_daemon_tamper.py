@@ -1,16 +1,20 @@
 """Tampering with the daemon's audit log on disk makes `hearth audit verify` fail and name
-the first entry that can no longer be trusted; the daemon then refuses outbound calls.
+the first entry that can no longer be trusted; the daemon then refuses outbound calls,
+until `hearth audit reset` sets the log aside and begins a new one.
 
 A pristine log is made once by the real daemon (two runs: 10 entries, a signed checkpoint
-at each shutdown, the latest also kept outside the log). Each case copies that home,
-alters it while the daemon is stopped, as someone with the user's files would — holding
-the log's data key, even, but never the signing key — and starts the daemon again.
+at each shutdown, and after every record a signed checkpoint kept outside the log). Each
+case copies that home, alters it while the daemon is stopped, as someone with the user's
+files would — holding the log's data key, even, but never the signing key — and starts
+the daemon again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from daemon.egress.chain import canonical, entry_hash, sign_checkpoint
+from daemon.egress.chain import canonical, entry_hash, sign, sign_checkpoint
 from daemon.egress.secrets import SealedFileSecrets
 from daemon.egress.store import FileRecordStore, SealedRecordStore
 from daemon.errors import EgressDenied, IntegrityError
@@ -37,15 +41,20 @@ class Log:
         key = SealedFileSecrets(folder / "sealed").get("audit-log-key")
         assert key is not None
         self.path = folder / "audit.log"
+        self.outside = folder / "sealed" / "audit-checkpoint.sealed"
         self.sealer = SealedRecordStore(FileRecordStore(self.path), key)
         self.lines = self.path.read_bytes().splitlines()
-        self.records: list[dict[str, Any]] = [json.loads(self.sealer.open(x)) for x in self.lines]
+        self.log_id = self.lines[0].split(b":")[0].decode()
+        self.records: list[dict[str, Any]] = [
+            json.loads(self.sealer.open(x) or b"null") for x in self.lines
+        ]
 
     def index(self, seq: int) -> int:
         return next(i for i, r in enumerate(self.records) if r.get("seq") == seq)
 
     def reseal(self, i: int) -> None:
-        self.lines[i] = self.sealer.seal(canonical(self.records[i]))
+        record = self.records[i]
+        self.lines[i] = self.sealer.seal(canonical(record), self.log_id, record["n"])
 
     def save(self) -> None:
         self.path.write_bytes(b"".join(line + b"\n" for line in self.lines))
@@ -68,7 +77,7 @@ def pristine() -> Iterator[Path]:
     _make_entries(home, 3)  # entries 0-5, checkpoint (6)
     _make_entries(home, 2)  # entries 6-9, checkpoint (10), kept outside the log too
     kinds = [r.get("type") for r in Log(home).records]
-    assert kinds == ["entry"] * 6 + ["checkpoint"] + ["entry"] * 4 + ["checkpoint"]
+    assert kinds == ["genesis"] + ["entry"] * 6 + ["checkpoint"] + ["entry"] * 4 + ["checkpoint"]
     yield home
     shutil.rmtree(home, ignore_errors=True)
 
@@ -125,8 +134,9 @@ def truncate_log(home: Path) -> None:
 def forge_checkpoint_in_the_log(home: Path) -> None:
     log = Log(home)
     i = next(i for i, r in enumerate(log.records) if r.get("type") == "checkpoint")
-    record = log.records[i]
-    forged = sign_checkpoint(Ed25519PrivateKey.generate(), 6, record["head"], record["time"])
+    record = {k: v for k, v in log.records[i].items() if k not in ("hash", "sig", "key_id")}
+    forged = sign(Ed25519PrivateKey.generate(), record)
+    forged["hash"] = entry_hash(forged)
     log.records[i] = forged
     log.reseal(i)
     log.save()
@@ -134,9 +144,45 @@ def forge_checkpoint_in_the_log(home: Path) -> None:
 
 def replace_outside_checkpoint(home: Path) -> None:
     secrets = SealedFileSecrets(home / "data" / "egress" / "sealed")
-    head = Log(home).records[-1]["head"]
-    forged = sign_checkpoint(Ed25519PrivateKey.generate(), 10, head, 0.0)
+    log = Log(home)
+    head = log.records[-1]["hash"]
+    forged = sign_checkpoint(Ed25519PrivateKey.generate(), log.log_id, 10, len(log.lines), head, 0)
     secrets.put("audit-checkpoint", canonical(forged))
+
+
+def delete_checkpoints(home: Path) -> None:
+    """Cut every checkpoint out of the log and delete the one kept outside it."""
+    log = Log(home)
+    log.lines = [line for line, r in zip(log.lines, log.records, strict=True)
+                 if r["type"] != "checkpoint"]  # fmt: skip
+    log.save()
+    log.outside.unlink()
+
+
+def delete_outside_checkpoint(home: Path) -> None:
+    Log(home).outside.unlink()
+
+
+def delete_log(home: Path) -> None:
+    Log(home).path.unlink()
+
+
+def delete_log_and_outside_checkpoint(home: Path) -> None:
+    log = Log(home)
+    log.path.unlink()
+    log.outside.unlink()
+
+
+def insert_plaintext_entry(home: Path) -> None:
+    """A forged entry in the clear at the end, chained and hashed as a genuine one would be
+    (no key is needed for that): before, it was listed, then signed at the next checkpoint."""
+    log = Log(home)
+    last = log.records[-1]
+    forged = {**log.records[log.index(9)], "seq": 10, "n": last["n"] + 1, "host": "x.example"}
+    forged["prev_hash"] = last["hash"]
+    forged["hash"] = entry_hash(forged)
+    log.lines.append(canonical(forged))
+    log.save()
 
 
 Tamper = Callable[[Path], None]
@@ -153,6 +199,11 @@ Tamper = Callable[[Path], None]
         (truncate_log, 7, "truncated"),
         (forge_checkpoint_in_the_log, 0, "forged-checkpoint"),
         (replace_outside_checkpoint, 10, "forged-checkpoint"),
+        (delete_checkpoints, 6, "missing-checkpoint"),
+        (delete_outside_checkpoint, 10, "missing-checkpoint"),
+        (delete_log, 0, "missing-log"),
+        (delete_log_and_outside_checkpoint, 0, "missing-log"),
+        (insert_plaintext_entry, 10, "corrupt"),
     ],
 )
 def test_tampering_makes_audit_verify_fail_at_the_first_bad_seq(
@@ -167,6 +218,7 @@ def test_tampering_makes_audit_verify_fail_at_the_first_bad_seq(
         assert out.returncode == 1
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith(f"hearth: audit log bad at seq {bad_seq} ({problem}): ")
+        assert out.stdout.startswith("note: no keychain")  # file mode says what it cannot see
         with pytest.raises(IntegrityError, match="outbound calls are off"):
             daemon.call("models.pull", PULL)
         assert daemon.call("net.status")["audit"]["ok"] is False
@@ -182,10 +234,61 @@ def test_an_untouched_log_verifies_with_a_one_line_summary(pristine: Path) -> No
     try:
         out = hearth(home, "audit", "verify")
         assert out.returncode == 0, out.stderr
-        (line,) = out.stdout.strip().splitlines()
+        line, note = out.stdout.strip().splitlines()
         assert line.startswith("audit log ok: 10 entries, 2 signed checkpoints, 10 entries")
+        assert note.startswith("note: no keychain") and "cannot be detected" in note
         listing = hearth(home, "audit", "list", "--caller", "models.pull", "--json")
         assert [e["seq"] for e in json.loads(listing.stdout)] == list(range(10))
     finally:
         daemon.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_log_cut_back_after_a_crash_fails_verification_naming_what_is_gone() -> None:
+    """A daemon killed (SIGKILL) after 100 entries, its log cut back to its first checkpoint."""
+    home = make_home()
+    daemon = launch(home)
+    try:
+        for _ in range(50):
+            with pytest.raises(EgressDenied):
+                daemon.call("models.pull", PULL)
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.proc.wait(30)
+        log = Log(home)
+        first = next(i for i, r in enumerate(log.records) if r.get("type") == "checkpoint")
+        assert (log.records[first]["count"], len(log.records)) == (64, 102)
+        log.lines = log.lines[: first + 1]
+        log.save()
+        daemon = launch(home)
+        out = hearth(home, "audit", "verify")
+        assert out.returncode == 1
+        assert out.stderr.startswith("hearth: audit log bad at seq 64 (truncated): ")
+        assert "vouches for 100 entries: entries 64-99 were removed" in out.stderr
+    finally:
+        daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_audit_reset_keeps_the_failed_log_and_begins_one_that_names_it(pristine: Path) -> None:
+    home = make_home()
+    shutil.copytree(pristine, home, dirs_exist_ok=True)
+    delete_outside_checkpoint(home)
+    old_id = Log(home).log_id
+    daemon = launch(home)
+    try:
+        out = hearth(home, "audit", "reset")
+        assert out.returncode == 0, out.stderr
+        kept = out.stdout.splitlines()[0].split(" kept as ")[1].split()[0]
+        assert (home / "data" / "egress" / kept).exists()
+        assert "audit log ok: 0 entries" in out.stdout
+        with pytest.raises(EgressDenied):  # calls are judged again, and logged
+            daemon.call("models.pull", PULL)
+        again = hearth(home, "audit", "reset")  # a sound log is never reset
+        assert again.returncode != 0 and "nothing to reset" in again.stderr
+    finally:
+        daemon.stop()
+    genesis = Log(home).records[0]
+    assert genesis["previous"] == {
+        "log_id": old_id, "entries": 10, "problem": "missing-checkpoint", "kept": kept,
+    }  # fmt: skip
+    shutil.rmtree(home, ignore_errors=True)

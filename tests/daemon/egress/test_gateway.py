@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 from typing import ClassVar
 
+import httpx
 import pytest
 
 from daemon.egress.audit import AuditLog
@@ -166,3 +167,110 @@ def test_urls_that_are_not_plain_http_are_refused_before_anything_is_logged(
     with pytest.raises(InvalidParams):
         gateway.request("remote.chat", "test call", "GET", url)
     assert audit.count == 0
+
+
+class Swallow(QuietHandler):
+    """Reads the whole request body, then never answers (a timeout after the upload)."""
+
+    received: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(len(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.rfile.read(1)  # wait for the client to give up
+
+
+def test_a_body_sent_before_a_timeout_is_counted_as_sent(
+    audit: AuditLog, local_policy: Policy, serve: Serve, log_path: Path
+) -> None:
+    Swallow.received = []
+    gateway = Gateway(local_policy, audit, timeout=httpx.Timeout(1.0))
+    body = b"u" * 200_000  # several chunks: each is counted once written
+    try:
+        with pytest.raises(EgressFailed, match="ReadTimeout"):
+            gateway.request(
+                "remote.chat", "test call", "POST", f"{serve(Swallow)}/v1", content=body
+            )
+    finally:
+        gateway.close()
+    assert Swallow.received == [len(body)]
+    outcome = read_entries(log_path)[-1]
+    assert (outcome["status"], outcome["error"]) == (None, "ReadTimeout")
+    assert outcome["bytes_up"] == len(body)
+
+
+def test_a_call_that_never_connected_sent_nothing(gateway: Gateway, log_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(EgressFailed):
+        gateway.request("remote.chat", "t", "POST", f"http://127.0.0.1:{port}/", content=b"x" * 9)
+    intent, outcome = read_entries(log_path)
+    assert (intent["bytes_up"], outcome["bytes_up"]) == (9, 0)  # planned, and actually sent
+
+
+class BadRedirect(QuietHandler):
+    location = ""
+
+    def do_GET(self) -> None:
+        self.send_body(302, b"", Location=self.location)
+
+
+@pytest.mark.parametrize(
+    ("location", "host", "path"),
+    [
+        ("ftp://127.0.0.1/pub/file?token=T0P", "127.0.0.1", "/pub/file"),
+        ("http://user:pw@127.0.0.1/landed", "127.0.0.1", "/landed"),
+        ("file:///etc/passwd", None, "/etc/passwd"),
+    ],
+)
+def test_a_redirect_the_gateway_will_not_follow_is_an_audited_refusal(
+    gateway: Gateway, serve: Serve, log_path: Path, location: str, host: str | None, path: str
+) -> None:
+    BadRedirect.location = location
+    start = serve(BadRedirect)
+    with pytest.raises(EgressDenied, match="redirected to a place the gateway does not follow"):
+        gateway.request("models.pull", "test call", "GET", f"{start}/start")
+    *_, intent, outcome = read_entries(log_path)
+    assert calls(log_path)[:2] == [
+        ("intent", "GET", "/start", "allow"),
+        ("outcome", "GET", "/start", 302),
+    ]
+    assert (intent["phase"], intent["decision"], intent["rule"]) == (
+        "intent",
+        "deny",
+        "invalid-redirect",
+    )
+    assert (intent["host"], intent["path"]) == (host, path)
+    assert (outcome["phase"], outcome["intent"], outcome["error"]) == (
+        "outcome",
+        intent["seq"],
+        "EgressDenied",
+    )
+    assert "T0P" not in log_path.read_text() and "pw@" not in log_path.read_text()
+
+
+class Proxy(QuietHandler):
+    """A forward proxy that answers itself: it records the absolute URLs it was asked for."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        self.send_body(200, b"via proxy")
+
+
+def test_the_proxy_set_in_hearth_carries_the_call_and_is_named_in_the_log(
+    audit: AuditLog, serve: Serve, log_path: Path
+) -> None:
+    Proxy.asked = []
+    proxy = serve(Proxy)
+    policy = Policy(Mode.ALLOW_LISTED).allow("198.51.100.7", "models.pull")
+    gateway = Gateway(policy, audit, proxy=proxy)
+    try:
+        reply = gateway.request("models.pull", "t", "GET", "http://198.51.100.7/file?q=1")
+    finally:
+        gateway.close()
+    assert (reply.status, reply.content) == (200, b"via proxy")
+    assert Proxy.asked == ["http://198.51.100.7/file?q=1"]
+    intent = read_entries(log_path)[0]
+    assert (intent["host"], intent["proxy"]) == ("198.51.100.7", proxy.removeprefix("http://"))

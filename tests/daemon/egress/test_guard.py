@@ -70,9 +70,13 @@ def test_a_refused_connect_leaves_the_socket_unconnected_and_sends_no_syn(
     assert outcome["in_kernel_table"] in (False, None)  # None: no /proc/net/tcp here
 
 
-def test_loopback_and_unix_sockets_pass(child: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+def test_unix_sockets_and_listed_loopback_ports_pass_other_loopback_ports_do_not(
+    child: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    """A proxy or a DNS resolver on 127.0.0.1 leads out: only ports the guard lists pass."""
     results, _ = child
-    assert results["loopback"]["outcome"] == "PING"
+    assert results["loopback"]["error"] == "EgressBlocked"
+    assert results["loopback_listed"]["outcome"] == "PING"
     assert results["unix"]["outcome"] == "unix ok"
 
 
@@ -81,14 +85,15 @@ def test_each_refusal_is_counted_and_audited_as_blocked_with_where_it_came_from(
 ) -> None:
     results, entries = child
     blocked = [e for e in entries if e["phase"] == "blocked"]
-    assert results["blocked_count"] == len(blocked) == 5
-    assert [(e["host"], e["port"]) for e in blocked] == [
+    assert results["blocked_count"] == len(blocked) == 6
+    assert [(e["host"], e["port"]) for e in blocked][:5] == [
         ("203.0.113.1", 80),
         ("198.51.100.7", 80),
         ("hearth-guard-test.invalid", 443),
         ("192.0.2.53", 53),
         ("203.0.113.9", 443),
     ]
+    assert blocked[5]["host"] == "127.0.0.1" and blocked[5]["method"] == "socket.connect"
     assert all(e["decision"] == "block" and e["caller"] == "__main__" for e in blocked)
     assert any("in fetch_testnet" in line for line in blocked[0]["stack"])
     assert blocked[3]["method"] == "socket.sendto" and blocked[4]["method"] == "socket.connect"
@@ -117,10 +122,29 @@ def test_only_the_host_a_gateway_call_was_allowed_may_be_looked_up_during_it(
     assert judge("socket.getaddrinfo", ("huggingface.co", 443, 0, 0, 0), None) == Target(
         "huggingface.co", 443
     )
-    assert judge("socket.getaddrinfo", ("HuggingFace.co.", 443, 0, 0, 0), "huggingface.co") is None
-    assert judge("socket.getaddrinfo", ("evil.example", 443, 0, 0, 0), "huggingface.co")
-    assert judge("socket.connect", (tcp, ("203.0.113.5", 443)), "huggingface.co") is None
+    hub = frozenset({"huggingface.co"})
+    assert judge("socket.getaddrinfo", ("HuggingFace.co.", 443, 0, 0, 0), hub) is None
+    assert judge("socket.getaddrinfo", ("evil.example", 443, 0, 0, 0), hub)
+    assert judge("socket.connect", (tcp, ("203.0.113.5", 443)), hub) is None
     assert judge("socket.connect", (tcp, ("203.0.113.5", 443)), None) == Target("203.0.113.5", 443)
+
+
+@pytest.mark.parametrize(
+    ("address", "listed", "refused"),
+    [
+        (("127.0.0.1", 3128), frozenset(), True),  # an HTTP proxy
+        (("127.0.0.53", 53), frozenset(), True),  # systemd-resolved, which forwards out
+        (("::1", 1080), frozenset(), True),  # a SOCKS proxy
+        (("127.0.0.1", 8080), frozenset({8080}), False),
+    ],
+)
+def test_a_loopback_port_passes_only_when_listed(
+    tcp: socket.socket, address: tuple[str, int], listed: frozenset[int], refused: bool
+) -> None:
+    sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+    with sock:
+        target = judge("socket.connect", (sock, address), None, listed)
+    assert (target is not None) is refused
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,6 +161,14 @@ def test_purge_yes_stops_the_daemon_and_deletes_data_and_keychain_items(
     (env.home / "config").mkdir(parents=True)
     daemon = start_daemon(env.home)  # creates the vault and the audit log's keys
     try:
+        with daemon.client() as c:  # both open in the background; wait for them
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                st = c.call("status")
+                if st["vault"]["state"] != "starting" and st["network"]["audit"] != "starting":
+                    break
+                time.sleep(0.1)
+            assert st["vault"]["state"] == "open", st["vault"]
         with secretstorage.dbus_init() as bus:
             collection = secretstorage.get_default_collection(bus)
             ours = [i.get_attributes()["username"] for i in collection.search_items(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
 from daemon.errors import InvalidParams, VaultLocked, WrongPassphrase
-from daemon.vault import KeychainKeySource, KeySource, Vault
+from daemon.vault import KeychainKeySource, KeySource, PassphraseKeySource, Vault
 from daemon.vault.service import VaultService, check_setting
 from tests.daemon.vault.support import PASSPHRASE, passphrase
 
@@ -115,3 +116,24 @@ def test_purge_expired_follows_the_retention_setting(db_path: Path) -> None:
 def test_settings_outside_their_range_are_refused(key: str, value: object) -> None:
     with pytest.raises(InvalidParams):
         check_setting(key, value)
+
+
+def test_an_unlocked_vault_keeps_no_copy_of_the_passphrase(db_path: Path) -> None:
+    Vault.create(db_path, passphrase()).close()
+    service = VaultService(db_path, no_keychain)
+    service.start()
+    service.unlock(PASSPHRASE)
+    vault = service.require()
+    vault.delete_conversation(vault.new_conversation("x"))  # a shred needs only the KEK
+    secret = PASSPHRASE.encode()
+    sources = [o for o in gc.get_objects() if isinstance(o, PassphraseKeySource)]
+    assert sources  # the open vault's key source is one of them
+    for source in sources:
+        held = [v for v in vars(source).values() if isinstance(v, bytes | bytearray)]
+        assert not any(secret in value for value in held)
+    service.close()
+    reopened = VaultService(db_path, no_keychain)
+    reopened.start()
+    reopened.unlock(PASSPHRASE)  # still the same passphrase: nothing was lost by forgetting
+    assert reopened.require().list_conversations() == []
+    reopened.close()

@@ -143,3 +143,14 @@ def test_production_scrypt_parameters_are_what_the_header_records(db_path: Path)
     assert (params["kdf"], params["n"], params["r"], params["p"]) == ("scrypt", 2**17, 8, 1)
     assert b"hunter2-secret" not in db_path.read_bytes()
     assert repr(PassphraseKeySource("hunter2")) == "PassphraseKeySource(<hidden>)"
+
+
+def test_a_passphrase_source_derives_one_key_then_forgets_the_passphrase(db_path: Path) -> None:
+    source = passphrase()
+    with Vault.create(db_path, source) as v:
+        assert not source.holds_passphrase
+        v.delete_conversation(v.new_conversation("x"))  # a passphrase shred reuses the KEK
+    header = sqlite3.connect(db_path).execute("SELECT kek_params FROM header").fetchone()[0]
+    with pytest.raises(VaultLocked) as again:
+        source.load_kek("any", json.loads(header))
+    assert again.value.data["reason"] == "passphrase_forgotten"

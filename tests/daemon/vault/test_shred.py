@@ -89,3 +89,54 @@ def test_documented_limit_a_passphrase_copy_taken_before_deletion_still_opens_wi
 
     with Vault.open(backup, passphrase()) as old:
         assert old.get_conversation(doomed)["messages"][0]["content"] == "delete me"
+
+
+def _hold_snapshot(db_path: Path) -> sqlite3.Connection:
+    """Another program (a backup tool, say) in the middle of reading the vault."""
+    reader = sqlite3.connect(db_path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM messages").fetchone()
+    return reader
+
+
+def _copy_opens(db_path: Path, tmp_path: Path, conv_id: str) -> bool:
+    """Whether a copy of vault.db alone (no -wal) still opens ``conv_id`` with the passphrase."""
+    copy = tmp_path / "copy" / "vault.db"
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copyfile(db_path, copy)
+    with Vault.open(copy, passphrase()) as old:
+        try:
+            old.get_conversation(conv_id)
+        except NotFound:
+            return False
+    return True
+
+
+def test_a_shred_a_reader_holds_back_is_owed_and_finished_at_the_next_write(
+    db_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    doomed, kept = _build(db_path)
+    with Vault.open(db_path, passphrase()) as v:
+        reader = _hold_snapshot(db_path)
+        v.delete_conversation(doomed)
+        assert v.checkpoint_owed  # recorded beside the file, and said
+        assert "may still hold deleted data" in caplog.text
+        assert _copy_opens(db_path, tmp_path, doomed)  # what the marker is for
+        reader.close()
+        v.append_message(kept, "user", "a later write")
+        assert not v.checkpoint_owed
+        assert not _copy_opens(db_path, tmp_path, doomed)  # taken while the vault is open
+
+
+def test_an_owed_checkpoint_survives_a_close_and_is_finished_at_the_next_open(
+    db_path: Path, tmp_path: Path
+) -> None:
+    doomed, _ = _build(db_path)
+    reader = _hold_snapshot(db_path)
+    with Vault.open(db_path, passphrase()) as v:
+        v.delete_conversation(doomed)
+    assert (db_path.parent / "vault.db-checkpoint-owed").exists()  # the close could not either
+    reader.close()
+    with Vault.open(db_path, passphrase()) as v:
+        assert not v.checkpoint_owed
+        assert not _copy_opens(db_path, tmp_path, doomed)
