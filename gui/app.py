@@ -28,6 +28,7 @@ from gui.connection import DaemonConnection, State
 from gui.first_run import FirstRun, TrayState
 from gui.hotkeys import DEFAULTS, PRESET_PREFIX, HotkeyService
 from gui.ipc import TrayServer, socket_path
+from gui.plugins_menu import PluginsMenu
 from gui.privacy import PrivacyWindow
 from gui.rewriter import SelectionRewriter
 from gui.selection import Keys, platform_keys
@@ -64,6 +65,8 @@ class Hearth(QObject):
         self.rewriter.finished.connect(lambda _: self._rewriting(False))
         self.popup_open = False
         self.hotkeys = hotkeys
+        self.plugins = PluginsMenu(connection, self.tray.notify, hotkeys, self)
+        self.tray.add_section(self.plugins.section)
         self.hotkey_notices: dict[str, tuple[str, str]] = {}  # action -> (keys, problem) told
         self.keep_alive: float = Config().keep_alive
         self.conn.stateChanged.connect(lambda _: self._update_look())
