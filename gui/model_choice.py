@@ -134,10 +134,10 @@ class ModelChoice(QDialog):
         buttons = QDialogButtonBox(self)
         self.importing = QPushButton("Import a model file…", self)
         buttons.addButton(self.importing, QDialogButtonBox.ButtonRole.ActionRole)
-        self.download = QPushButton("Download", self)
-        buttons.addButton(self.download, QDialogButtonBox.ButtonRole.ActionRole)
+        self.close_button = buttons.addButton("Got it", QDialogButtonBox.ButtonRole.RejectRole)
+        self.download = QPushButton("Download", self)  # the primary action, on the right
+        buttons.addButton(self.download, QDialogButtonBox.ButtonRole.AcceptRole)
         self.download.hide()
-        self.close_button = buttons.addButton("Got it", QDialogButtonBox.ButtonRole.AcceptRole)
         self.close_button.setDefault(True)
         self.close_button.clicked.connect(self.accept)
         self.download.clicked.connect(self.start_pull)
@@ -172,7 +172,9 @@ class ModelChoice(QDialog):
         self.download.show()
         self.download.setDefault(True)
         self.close_button.setText("Keep the tiny model")
+        self.close_button.setDefault(False)
         self.box.show()
+        self._fit()
 
     # -- the download --------------------------------------------------------------------
 
@@ -193,6 +195,7 @@ class ModelChoice(QDialog):
         self.pull.delta.connect(self._progress)
         self.pull.finished.connect(self._pulled)
         self.pull.failed.connect(self._pull_failed)
+        self._fit()
 
     def cancel(self) -> None:
         """Closing the screen stops a download (the part fetched is kept: it resumes)."""
@@ -206,7 +209,7 @@ class ModelChoice(QDialog):
         if total:
             self.progress.setValue(min(SCALE, done * SCALE // total))
         text = f"{size(done / 1e6)} of {size(total / 1e6)}" if total else size(done / 1e6)
-        if params.get("files_total"):
+        if int(params.get("files_total") or 0) > 1:  # an MLX folder: which file
             text += (f" · file {int(params.get('files_done') or 0) + 1} of "
                      f"{params['files_total']}: {params.get('file', '')}")  # fmt: skip
         self._say(text)
@@ -221,6 +224,7 @@ class ModelChoice(QDialog):
         self._say(done)
         self.download.hide()
         self.close_button.setText("Done")
+        self._fit()
 
     def _pull_failed(self, error: HearthError) -> None:
         log.warning("model download failed: %s", error.kind)
@@ -228,7 +232,15 @@ class ModelChoice(QDialog):
         self.download.setEnabled(True)
         self.download.setText("Try again")
         self.close_button.setText("Keep the tiny model")
+        self._fit()
 
     def _say(self, text: str) -> None:
         self.status.setText(text)
         self.status.show()
+        self._fit()
+
+    def _fit(self) -> None:
+        """Resize to the new texts now (a fixed-size layout, else buttons are clipped)."""
+        layout = self.layout()
+        if layout is not None:
+            layout.activate()

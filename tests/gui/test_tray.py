@@ -52,8 +52,8 @@ def test_the_menu_is_built_from_sections_with_everything_the_issue_lists(
 ) -> None:
     hearth.tray.menu.aboutToShow.emit()
     assert texts(hearth.tray.menu) == [
-        "Open chat", "Rewrite clipboard", "Model", "Offline mode", "Privacy", "Settings…",
-        "Quit Hearth",
+        "Open chat", "Rewrite clipboard", "Model", "Offline mode", "Privacy", "Plugins",
+        "Settings…", "Quit Hearth",
     ]  # fmt: skip
     assert "proofread" in texts(submenu(hearth.tray.menu, "Rewrite clipboard"))
     models = submenu(hearth.tray.menu, "Model")
@@ -63,13 +63,6 @@ def test_the_menu_is_built_from_sections_with_everything_the_issue_lists(
     assert texts(submenu(hearth.tray.menu, "Privacy")) == [
         "Audit log…", "What left this machine…",
     ]  # fmt: skip
-
-    def plugins(menu: QMenu) -> None:
-        menu.addMenu("Plugins").addAction("Weather")
-
-    hearth.tray.add_section(plugins)  # how the plugin host (issue 14) will add its own
-    hearth.tray.menu.aboutToShow.emit()
-    assert texts(hearth.tray.menu)[-3:] == ["Plugins", "Settings…", "Quit Hearth"]
 
 
 def test_rewrite_clipboard_puts_the_rewritten_text_back_and_the_icon_shows_work(
