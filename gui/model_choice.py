@@ -38,9 +38,9 @@ INTRO = (
     "<p>It is fast and runs on any computer. It is good at fixing spelling and grammar, "
     "rewording a sentence, short summaries and simple questions.</p>"
     "<p>It is not good at facts (it often makes them up), arithmetic, code, long "
-    "reasoning, or anything recent. For better answers, download the model recommended "
-    "below, or import a model file (GGUF) you already have; either stays on this "
-    "computer like everything else.</p>"
+    "reasoning, or anything recent. For better answers use a bigger model: download the "
+    "one Hearth recommends for this computer, or import a model file (GGUF) you already "
+    "have. Either stays on this computer like everything else.</p>"
 )
 NETWORK = (  # what the daemon says, when an older one does not say it
     "This download is the only network call Hearth makes, and it is written to the "
