@@ -136,10 +136,11 @@ class PluginsMenu(QObject):
         reply.failed.connect(lambda e: self._failed(key, title, e))
         return reply
 
-    def press(self, plugin_id: str, name: str, keys: str) -> Reply:
-        """A plugin's hotkey was pressed: the daemon runs its handler."""
+    def press(self, plugin_id: str, name: str, keys: str, what: str = "") -> Reply:
+        """A plugin's hotkey was pressed: the daemon runs its handler (``what`` it does,
+        from its docstring, titles the notification of its result)."""
         key = f"{plugin_id} {keys}"
-        title = f"{name}: {keys}"
+        title = f"{name}: {what or keys}"
         reply = self.conn.call("plugins.hotkey", {"id": plugin_id, "keys": keys})
         self.running[key] = reply
         reply.finished.connect(lambda r: self._done(key, title, r.get("result")))
@@ -176,28 +177,30 @@ class PluginsMenu(QObject):
         A combination that cannot be had is said once, like the tray's own."""
         if self.hotkeys is None:
             return
-        wanted: dict[str, tuple[str, str, str]] = {}  # action -> (id, name, keys)
+        wanted: dict[str, tuple[str, str, str, str]] = {}  # action -> (id, name, keys, what)
         for plugin in self.enabled():
             for hotkey in plugin.get("hotkeys") or []:
-                keys = str(hotkey["keys"])
+                keys, what = str(hotkey["keys"]), str(hotkey.get("description") or "")
                 name = str(plugin.get("name") or plugin["id"])
-                wanted[f"{ACTION_PREFIX}{plugin['id']}:{keys}"] = (plugin["id"], name, keys)
+                action = f"{ACTION_PREFIX}{plugin['id']}:{keys}"
+                wanted[action] = (plugin["id"], name, keys, what)
         for action in [a for a in self.hotkeys.handlers if a.startswith(ACTION_PREFIX)]:
             if action not in wanted:
                 self.hotkeys.unbind(action)
                 self.told.pop(action, None)
-        for action, (plugin_id, name, keys) in wanted.items():
+        for action, (plugin_id, name, keys, what) in wanted.items():
             sequence = qt_keys(keys)
             same = self.hotkeys.sequences.get(action) == sequence
             if same and action not in self.hotkeys.problems:
                 continue
-            problem = self.hotkeys.bind(action, sequence, self._handler(plugin_id, name, keys))
+            handler = self._handler(plugin_id, name, keys, what)
+            problem = self.hotkeys.bind(action, sequence, handler)
             if problem and self.told.get(action) != problem:
                 self.notify(f"{name}: {sequence} is not available", problem, error=True)
             self.told[action] = problem
 
-    def _handler(self, plugin_id: str, name: str, keys: str) -> Callable[[], None]:
+    def _handler(self, plugin_id: str, name: str, keys: str, what: str) -> Callable[[], None]:
         def pressed() -> None:
-            self.press(plugin_id, name, keys)
+            self.press(plugin_id, name, keys, what)
 
         return pressed
