@@ -246,12 +246,22 @@ class FirstRun(QObject):
             return
         self.conn.call("models.list").finished.connect(self._maybe_intro)
 
+    def offer_model(self) -> None:
+        """The model screen again, on request (Model ▸ Download a better model…)."""
+        if self.intro_dialog is not None and self.intro_dialog.isVisible():
+            self.intro_dialog.raise_()
+        else:
+            self._show_model_choice()
+
     def _maybe_intro(self, result: dict[str, Any]) -> None:
         default = next(
             (m for m in result.get("models", []) if m["name"] == result.get("default")), None
         )
         if default is None or not default.get("builtin") or self.intro_dialog is not None:
             return
+        self._show_model_choice()
+
+    def _show_model_choice(self) -> None:
         dialog = ModelChoice(self.conn, self.parent_widget, self.endpoint, self._import)
         dialog.setWindowIcon(icons.app_icon())
         dialog.finished.connect(lambda _: self.state.set("seen_model_intro"))

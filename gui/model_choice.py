@@ -153,9 +153,8 @@ class ModelChoice(QDialog):
         self.network = str(answer.get("network") or NETWORK)
         name = answer.get("recommended")
         model = next((m for m in answer.get("models", []) if m["name"] == name), None)
-        if model is None or model.get("installed"):
-            return  # nothing to offer (or it is here already): the intro alone
-        self.model = model
+        if model is None:
+            return  # an empty catalog: the intro alone
         download = model["download"]
         about = "about " if download.get("size_estimated") else ""
         self.title.setText(f"Recommended for this computer: {model['name']}")
@@ -167,13 +166,19 @@ class ModelChoice(QDialog):
             f"<b>license:</b> {license_html(model)}<br>"
             f"<b>from</b> {html.escape(str(download['repo']))}, checksums verified</p>"
         )
+        if model.get("installed"):  # offered again from the menu, but it is here
+            self.consent.hide()
+            self._say(f"Already downloaded, as {', '.join(model['installed'])}.")
+            self.box.show()
+            return
+        self.model = model
         self.consent.setText(f"<p>{_code(self.network)}</p>")
         self.download.setText(f"Download ({about}{size(download['size_mb'])})")
         self.download.show()
         self.download.setDefault(True)
         self.close_button.setText("Keep the tiny model")
         self.close_button.setDefault(False)
-        self.box.show()
+        self.box.show()  # once its texts are set: the labels' heights follow them
         self._fit()
 
     # -- the download --------------------------------------------------------------------

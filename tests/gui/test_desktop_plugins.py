@@ -102,5 +102,5 @@ def test_a_plugin_hotkey_pressed_runs_the_plugin_through_plugins_hotkey(
     assert plugins.info("clipboard-cleaner")["invocations"] == before + 1
     shot = desk.screenshot(ARTIFACTS / "plugin-hotkey-notification.png")
     corner = shot.copy(shot.width() - 440, shot.height() - 170, 440, 170)  # the tray's corner
-    assert corner.save(str(REPO / "docs" / "screenshots" / "tray-plugin-notification.png"))
+    assert corner.save(str(ARTIFACTS / "tray-plugin-notification.png"))
     assert tray.poll() is None and os.path.exists(plugins.paths.socket)

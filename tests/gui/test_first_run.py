@@ -14,7 +14,7 @@ from gui.connection import DaemonConnection
 from gui.first_run import FirstRun, TrayState
 from gui.model_choice import ModelChoice, size
 from tests.conftest import Daemon, make_home, start_daemon
-from tests.gui.conftest import ROOT, screenshot
+from tests.gui.conftest import screenshot
 
 Connect = Callable[..., DaemonConnection]
 NO_KEYCHAIN = "keyring.backends.fail.Keyring"
@@ -132,8 +132,7 @@ def test_the_tiny_model_is_introduced_once(
     assert size(best["download"]["size_mb"]) in words and best["license"] in words
     assert "only network call" in words
     QApplication.processEvents()
-    shot = screenshot(flow.intro_dialog, "first-run-model")
-    shutil.copy(shot, ROOT / "docs" / "screenshots" / shot.name)
+    screenshot(flow.intro_dialog, "first-run-model")
     flow.intro_dialog.accept()
     assert TrayState(tmp_path / "tray.json").get("seen_model_intro")
     again = first_run(conn, tmp_path)

@@ -29,7 +29,7 @@ from gui.model_choice import SCALE, ModelChoice
 from tests.conftest import make_home
 from tests.daemon.egress.daemon_support import Running, env_for, launch
 from tests.daemon.egress.hub import COMMIT, HubState, hub_handler
-from tests.gui.conftest import ROOT, SLOW, screenshot
+from tests.gui.conftest import SLOW, screenshot
 
 pytestmark = pytest.mark.timeout(SLOW)
 Connect = Callable[..., DaemonConnection]
@@ -117,6 +117,12 @@ def daemon(catalog_file: Path) -> Iterator[Running]:
 
 
 def screen(qtbot: QtBot, conn: DaemonConnection, tmp_path: Path, hub: str) -> ModelChoice:
+    return first_run(qtbot, conn, tmp_path, hub)[1]
+
+
+def first_run(
+    qtbot: QtBot, conn: DaemonConnection, tmp_path: Path, hub: str
+) -> tuple[FirstRun, ModelChoice]:
     flow = FirstRun(conn, TrayState(tmp_path / "tray.json"))
     flow.endpoint = hub
     flow.intro_model()  # what the first connection leads to once the vault is settled
@@ -125,7 +131,7 @@ def screen(qtbot: QtBot, conn: DaemonConnection, tmp_path: Path, hub: str) -> Mo
     assert isinstance(dialog, ModelChoice)
     qtbot.addWidget(dialog)
     qtbot.waitUntil(lambda: dialog.box.isVisible(), timeout=60_000)
-    return dialog
+    return flow, dialog
 
 
 def words(dialog: ModelChoice) -> str:
@@ -136,7 +142,7 @@ def test_the_first_run_screen_offers_the_recommended_model_and_downloads_it_with
     qtbot: QtBot, daemon: Running, connect: Connect, tmp_path: Path, hub: str,
     hub_state: HubState, gguf: bytes,
 ) -> None:  # fmt: skip
-    dialog = screen(qtbot, connect(daemon), tmp_path, hub)
+    flow, dialog = first_run(qtbot, connect(daemon), tmp_path, hub)
     size = f"{round(len(gguf) / 1e6)} MB"
     text = words(dialog)
     assert f"Recommended for this computer: {NAME}" in text
@@ -171,6 +177,15 @@ def test_the_first_run_screen_offers_the_recommended_model_and_downloads_it_with
     assert {e["rule"] for e in calls if e["phase"] == "intent"} == {f"consent: catalog pull {NAME}"}
     assert any(e["phase"] == "outcome" and e["status"] == 200 for e in calls)
 
+    dialog.close_button.click()  # "Done"
+    flow.offer_model()  # Model ▸ Download a better model…, later
+    again = flow.intro_dialog
+    assert isinstance(again, ModelChoice) and again is not dialog
+    qtbot.addWidget(again)
+    qtbot.waitUntil(again.box.isVisible, timeout=60_000)
+    assert again.status.text() == f"Already downloaded, as {NAME}."
+    assert not again.download.isVisible()
+
 
 def test_closing_the_screen_mid_download_cancels_it_and_installs_nothing(
     qtbot: QtBot, daemon: Running, connect: Connect, tmp_path: Path, hub: str,
@@ -195,7 +210,4 @@ def test_closing_the_screen_mid_download_cancels_it_and_installs_nothing(
 
 def _save(dialog: ModelChoice, name: str) -> None:
     QApplication.processEvents()  # the layout's pending resize, as a repaint would have it
-    path = screenshot(dialog, name)
-    shots = ROOT / "docs" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, shots / path.name)
+    screenshot(dialog, name)

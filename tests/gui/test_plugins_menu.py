@@ -19,11 +19,10 @@ from gui.connection import DaemonConnection
 from gui.hotkeys import Combo, HotkeyService
 from gui.plugins_menu import qt_keys, shorten
 from tests.daemon.pluginhost.support import PluginDaemon, plugin_daemon, wait_for
-from tests.gui.conftest import ROOT, SLOW, screenshot
+from tests.gui.conftest import ARTIFACTS, SLOW, screenshot
 
 pytestmark = pytest.mark.timeout(SLOW)
 Connect = Callable[..., DaemonConnection]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 class RecordingBackend:
@@ -185,5 +184,5 @@ def _save_menus(*menus: QMenu) -> None:
     for (x, y), grab in zip(places, grabs, strict=True):
         painter.drawPixmap(12 + x, 12 + y, grab)
     painter.end()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    assert canvas.save(str(SCREENSHOTS / "tray-plugins-menu.png"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert canvas.save(str(ARTIFACTS / "tray-plugins-menu.png"))
