@@ -18,6 +18,7 @@ import pytest
 from tests.daemon.pluginhost.support import REPO, PluginDaemon, plugin_daemon
 from tests.gui.conftest import ARTIFACTS, SLOW
 from tests.gui.desktop import Desktop, clipboard, log_size, start_desktop, wait_log
+from tests.plugins.test_clipboard_cleaner import _set as set_clipboard
 
 pytestmark = pytest.mark.timeout(SLOW)
 DIRTY = "Read   https://shop.example/item?id=42&utm_source=news&fbclid=abc  \n\n\n\nthanks  "
@@ -59,22 +60,6 @@ def tray(desk: Desktop, plugins: PluginDaemon) -> Iterator[subprocess.Popen[byte
         proc.wait()
 
 
-def set_clipboard(desk: Desktop, text: str) -> subprocess.Popen[bytes]:
-    owner = subprocess.Popen(
-        ["xclip", "-selection", "clipboard", "-i"], env=desk.env, stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    desk.procs.append(owner)
-    assert owner.stdin is not None
-    owner.stdin.write(text.encode())
-    owner.stdin.close()
-    deadline = time.monotonic() + 10
-    while read_clipboard(desk) != text:  # xclip takes the selection a moment later
-        assert time.monotonic() < deadline, "xclip did not take the clipboard"
-        time.sleep(0.05)
-    return owner
-
-
 def read_clipboard(desk: Desktop) -> str | None:
     """What the clipboard holds, or None while nobody owns it (xclip -o then fails)."""
     try:
@@ -89,7 +74,7 @@ def test_a_plugin_hotkey_pressed_runs_the_plugin_through_plugins_hotkey(
     log = plugins.paths.logs / "tray.log"
     action = r"plugin:clipboard-cleaner:ctrl\+alt\+v"
     wait_log(log, rf"hotkey for {action} registered \(Ctrl\+Alt\+V, x11\)", timeout=120)
-    set_clipboard(desk, DIRTY)
+    set_clipboard(desk.display, DIRTY)
     before = plugins.info("clipboard-cleaner")["invocations"]
     mark = log_size(log)
     desk.xdotool("key", "ctrl+alt+v")

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import shutil
-import threading
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from gui.first_run import FirstRun, TrayState
 from gui.model_choice import SCALE, ModelChoice
 from tests.conftest import make_home
 from tests.daemon.egress.daemon_support import Running, env_for, launch
-from tests.daemon.egress.hub import COMMIT, HubState, hub_handler
+from tests.daemon.egress.hub import COMMIT, HubState, running_hub
 from tests.gui.conftest import SLOW, screenshot
 
 pytestmark = pytest.mark.timeout(SLOW)
@@ -58,12 +56,8 @@ def hub_state(gguf: bytes) -> HubState:
 
 @pytest.fixture(scope="module")
 def hub(hub_state: HubState) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), hub_handler(hub_state))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with running_hub(hub_state) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from gui.hotkeys import Combo, HotkeyService
 from gui.plugins_menu import qt_keys, shorten
 from tests.daemon.pluginhost.support import PluginDaemon, plugin_daemon, wait_for
 from tests.gui.conftest import ARTIFACTS, SLOW, screenshot
+from tests.gui.test_tray import submenu, texts
 
 pytestmark = pytest.mark.timeout(SLOW)
 Connect = Callable[..., DaemonConnection]
@@ -75,18 +76,6 @@ def tray(qtbot: QtBot, plugins: PluginDaemon, connect: Connect) -> Iterator[Any]
     qtbot.waitUntil(lambda: len(hearth.plugins.enabled()) == 2, timeout=60_000)
     yield hearth, shown, backend
     service.close()
-
-
-def texts(menu: QMenu) -> list[str]:
-    return [a.text() for a in menu.actions() if not a.isSeparator()]
-
-
-def submenu(menu: QMenu, title: str) -> QMenu:
-    action = next(a for a in menu.actions() if a.text() == title)
-    sub = action.menu()
-    assert isinstance(sub, QMenu)
-    sub.aboutToShow.emit()  # what opening it does
-    return sub
 
 
 def test_the_plugins_menu_lists_enabled_plugins_commands_and_shows_a_commands_result(
