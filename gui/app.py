@@ -67,6 +67,7 @@ class Hearth(QObject):
         self.hotkeys = hotkeys
         self.plugins = PluginsMenu(connection, self.tray.notify, hotkeys, self)
         self.tray.add_section(self.plugins.section)
+        self.plugins.busy.connect(self._set_busy)
         self.hotkey_notices: dict[str, tuple[str, str]] = {}  # action -> (keys, problem) told
         self.keep_alive: float = Config().keep_alive
         self.conn.stateChanged.connect(lambda _: self._update_look())

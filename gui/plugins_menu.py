@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMenu
 
 from daemon.errors import HearthError
@@ -56,6 +56,8 @@ def shorten(result: Any) -> str:
 class PluginsMenu(QObject):
     """The tray's side of the plugin host: add ``section`` to the tray's menu."""
 
+    busy = Signal(bool)  # a command or hotkey run started (True) or ended (False)
+
     def __init__(
         self, connection: DaemonConnection, notify: Notify,
         hotkeys: HotkeyService | None = None, parent: QObject | None = None,
@@ -66,7 +68,7 @@ class PluginsMenu(QObject):
         self.hotkeys = hotkeys
         self.plugins: list[dict[str, Any]] = []  # the last plugins.list
         self.watch: Reply | None = None
-        self.running: dict[str, Reply] = {}  # "ID command" -> its plugins.run
+        self.running: dict[str, int] = {}  # "ID command" or "ID keys" -> runs in progress
         self.told: dict[str, str] = {}  # hotkey action -> the problem already said
         connection.connected.connect(lambda _: self.start())
 
@@ -110,7 +112,9 @@ class PluginsMenu(QObject):
             item = sub.addMenu(name)
             item.setToolTip(str(plugin.get("description") or ""))
             for command in commands:
-                action = item.addAction(command["name"])
+                running = f"{plugin['id']} {command['name']}" in self.running
+                action = item.addAction(command["name"] + (" (running…)" if running else ""))
+                action.setEnabled(not running)
                 action.setToolTip(str(command.get("description") or ""))
                 action.setStatusTip(action.toolTip())
                 action.triggered.connect(
@@ -127,33 +131,43 @@ class PluginsMenu(QObject):
 
     def run(self, plugin: dict[str, Any], command: str) -> Reply:
         """Run a plugin's command; its result (or why it failed) shows as a notification."""
-        title = f"{plugin.get('name') or plugin['id']}: {command}"
-        key = f"{plugin['id']} {command}"
         log.info("plugin command: %s %s", plugin["id"], command)
-        reply = self.conn.call("plugins.run", {"id": plugin["id"], "command": command})
-        self.running[key] = reply
-        reply.finished.connect(lambda r: self._done(key, title, r.get("result")))
-        reply.failed.connect(lambda e: self._failed(key, title, e))
-        return reply
+        params = {"id": plugin["id"], "command": command}
+        title = f"{plugin.get('name') or plugin['id']}: {command}"
+        return self._call("plugins.run", params, f"{plugin['id']} {command}", title)
 
     def press(self, plugin_id: str, name: str, keys: str, what: str = "") -> Reply:
         """A plugin's hotkey was pressed: the daemon runs its handler (``what`` it does,
         from its docstring, titles the notification of its result)."""
-        key = f"{plugin_id} {keys}"
-        title = f"{name}: {what or keys}"
-        reply = self.conn.call("plugins.hotkey", {"id": plugin_id, "keys": keys})
-        self.running[key] = reply
+        params = {"id": plugin_id, "keys": keys}
+        return self._call(
+            "plugins.hotkey", params, f"{plugin_id} {keys}", f"{name}: {what or keys}"
+        )
+
+    def _call(self, method: str, params: dict[str, Any], key: str, title: str) -> Reply:
+        reply = self.conn.call(method, params)
+        self._started(key)
         reply.finished.connect(lambda r: self._done(key, title, r.get("result")))
         reply.failed.connect(lambda e: self._failed(key, title, e))
         return reply
 
+    def _started(self, key: str) -> None:
+        self.running[key] = self.running.get(key, 0) + 1
+        self.busy.emit(True)
+
+    def _ended(self, key: str) -> None:
+        left = self.running.pop(key, 0) - 1
+        if left > 0:
+            self.running[key] = left
+        self.busy.emit(False)
+
     def _done(self, key: str, title: str, result: Any) -> None:
-        self.running.pop(key, None)
+        self._ended(key)
         log.info("plugin %s: finished", key)
         self.notify(title, shorten(result))
 
     def _failed(self, key: str, title: str, error: HearthError) -> None:
-        self.running.pop(key, None)
+        self._ended(key)
         log.warning("plugin %s: %s", key, error.kind)
         self.notify(f"{title} failed", error.message, error=True)
 

@@ -17,6 +17,7 @@ from pytestqt.qtbot import QtBot
 from gui.app import Hearth
 from gui.connection import DaemonConnection
 from gui.hotkeys import Combo, HotkeyService
+from gui.icons import Look
 from gui.plugins_menu import qt_keys, shorten
 from tests.daemon.pluginhost.support import PluginDaemon, plugin_daemon, wait_for
 from tests.gui.conftest import ARTIFACTS, SLOW, screenshot
@@ -100,9 +101,13 @@ def test_the_plugins_menu_lists_enabled_plugins_commands_and_shows_a_commands_re
         shown_menu.hide()
 
     digest.actions()[0].trigger()
+    assert hearth.busy == 1 and hearth.tray.look is Look.GENERATING  # the icon shows work
+    again = submenu(submenu(hearth.tray.menu, "Plugins"), "Daily digest")  # reopened
+    assert texts(again) == ["digest (running…)"] and not again.actions()[0].isEnabled()
     day = time.strftime("%Y-%m-%d")
     qtbot.waitUntil(lambda: any(t == "Daily digest: digest" for t, _ in shown), timeout=120_000)
     result = next(text for title, text in shown if title == "Daily digest: digest")
+    assert hearth.busy == 0 and hearth.tray.look is Look.IDLE
     assert result == f"# Digest for {day}\n\nNo notes changed."
     # the plugin's own ctx.notify, streamed by plugins.watch, shows as a notification too
     qtbot.waitUntil(lambda: ("Daily digest", "0 note(s) changed today") in shown, timeout=30_000)
