@@ -78,9 +78,9 @@ class Desktop:
                     proc.wait()
 
 
-def start_desktop() -> Desktop:
-    """Xvfb on a free display (it picks one: -displayfd) and trayer along the bottom."""
-    for tool in ("Xvfb", "trayer", "xdotool"):
+def start_xvfb() -> Desktop:
+    """Xvfb on a free display (it picks one: -displayfd), nothing else on it."""
+    for tool in ("Xvfb", "trayer", "xdotool", "xclip"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run `bash tests/system-deps.sh` first")
     read, write = os.pipe()
@@ -94,7 +94,12 @@ def start_desktop() -> Desktop:
     if not number:
         xvfb.kill()
         pytest.fail("Xvfb did not start")
-    desk = Desktop(f":{number}", [xvfb])
+    return Desktop(f":{number}", [xvfb])
+
+
+def start_desktop() -> Desktop:
+    """Xvfb and trayer along the bottom."""
+    desk = start_xvfb()
     trayer = subprocess.Popen(
         ["trayer", "--edge", "bottom", "--align", "right", "--widthtype", "request",
          "--height", "32", "--transparent", "false", "--tint", "0x2b2b2b", "--expand", "true",

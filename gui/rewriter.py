@@ -1,0 +1,228 @@
+"""Hotkey → the selected text → the rewrite popup → one paste over the selection.
+
+``SelectionRewriter`` runs one rewrite at a time, for the tray's hotkeys and for
+`hearth rewrite --selection` (through the tray, or on its own when no tray runs). Where
+the daemon is down it is started (the user asked for something only it can do), and if
+it cannot start the popup says so.
+
+Timings (capture, first words, generation, paste) go to the tray's log for
+bench/hotkey.py; the text itself never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from daemon.presets import BUILTIN
+from gui.connection import DaemonConnection, State
+from gui.rewrite_popup import RewritePopup
+from gui.selection import Keys, Selection
+
+log = logging.getLogger("hearth.tray")
+
+DEFAULT_PRESET = "rewrite"
+# Greedy: a rewrite is not creative writing, and the same text should give the same
+# rewrite each time (switching presets back and forth shows the same results).
+OPTIONS: dict[str, Any] = {"temperature": 0}
+Notify = Callable[[str, str, bool], None]  # title, text, is_error
+
+
+class SelectionRewriter(QObject):
+    """``finished`` says how a run ended: replaced, copied, cancelled, nothing, failed."""
+
+    finished = Signal(str)
+    popup_shown = Signal(object)  # the RewritePopup (tests look at it)
+
+    def __init__(
+        self, connection: DaemonConnection, keys: Keys | None, notify: Notify,
+        parent: QObject | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(parent)
+        self.conn = connection
+        self.keys = keys
+        self.notify = notify
+        self.presets: list[dict[str, Any]] = [
+            {"name": n, "instruction": i} for n, i in BUILTIN.items()
+        ]  # until the daemon says (users' own presets come from it)
+        self.last_preset = DEFAULT_PRESET
+        self.options = dict(OPTIONS)
+        self.popup: RewritePopup | None = None
+        self.selection: Selection | None = None
+        self.pressed_at = 0.0
+        self.timings: dict[str, float] = {}
+        self.conn.connected.connect(lambda _: self.refresh_presets())
+
+    @property
+    def busy(self) -> bool:
+        return self.selection is not None
+
+    def refresh_presets(self) -> None:
+        reply = self.conn.call("rewrite.presets")
+        reply.finished.connect(lambda r: self.set_presets(r.get("presets", [])))
+
+    def set_presets(self, presets: list[dict[str, Any]]) -> None:
+        if presets:
+            self.presets = presets
+
+    def warm(self, preset: str | None = None) -> None:
+        """Load the model and put the preset's prompt in its KV cache: a one-token
+        rewrite of a tiny text (the instruction leads the prompt, so it is the prefix
+        the next rewrite reuses). Never starts a daemon by itself."""
+        if self.conn.state is not State.CONNECTED:
+            return
+        name = preset or self.last_preset
+        reply = self.conn.call(
+            "rewrite", {"text": "Hi.", "preset": name, "options": {**self.options, "max_tokens": 1}}
+        )
+        reply.finished.connect(lambda r: log.info("rewrite: warmed %s (%s)", name, r.get("model")))
+        reply.failed.connect(lambda e: log.info("rewrite: warm-up failed (%s)", e.kind))
+
+    # -- one run -------------------------------------------------------------------------
+
+    def trigger(self, preset: str | None = None, options: dict[str, Any] | None = None) -> None:
+        """The hotkey was pressed (or the command run): capture, then the popup."""
+        if self.busy:
+            if self.popup is not None:
+                self.popup.raise_()
+            log.info("rewrite: one is already open")
+            return
+        self.pressed_at = time.monotonic()
+        self.timings = {}
+        if self.conn.state is State.OFFLINE:
+            log.info("rewrite: the daemon is down; starting it")
+            self.conn.start_daemon()
+        chosen = preset or self.last_preset
+        run_options = {**self.options, **(options or {})}
+        self.selection = Selection(self.keys, self)
+        self.selection.captured.connect(lambda text, how: self._captured(text, chosen, run_options))
+        self.selection.capture()
+
+    def _captured(self, text: str, preset: str, options: dict[str, Any]) -> None:
+        assert self.selection is not None
+        self.timings["capture"] = self.selection.timings.get("capture", 0.0)
+        if not text.strip():
+            self.notify("Nothing selected", "Select some text first, then press the hotkey.", False)
+            self._end("nothing")
+            return
+        if preset not in (p["name"] for p in self.presets):
+            # a preset of the user's own that we have not heard of yet: ask the daemon
+            reply = self.conn.call("rewrite.presets")
+            reply.finished.connect(lambda r: self._known(r.get("presets", []), text, preset,
+                                                         options))  # fmt: skip
+            reply.failed.connect(lambda _: self._open(text, preset, options))
+            return
+        self._open(text, preset, options)
+
+    def _known(
+        self, presets: list[dict[str, Any]], text: str, preset: str, options: dict[str, Any]
+    ) -> None:
+        self.set_presets(presets)
+        if preset not in (p["name"] for p in self.presets):
+            names = ", ".join(p["name"] for p in self.presets)
+            self.notify("Unknown preset", f"No preset is named {preset!r}: {names}.", True)
+            self._end("failed")
+            return
+        self._open(text, preset, options)
+
+    def _open(self, text: str, preset: str, options: dict[str, Any]) -> None:
+        assert self.selection is not None
+        popup = RewritePopup(self.conn, text, self.presets, preset, options)
+        if self.conn.state is not State.CONNECTED:
+            popup.status.setText("Starting Hearth's background service…")
+        popup.accepted.connect(self._accepted)
+        popup.copied.connect(lambda _: self._end("copied"))
+        popup.dismissed.connect(lambda: self._end("cancelled"))
+        popup.finished_generating.connect(self._generated)
+        self.popup = popup
+        popup.place()
+        popup.show()
+        popup.raise_()
+        popup.activateWindow()
+        popup.setFocus()
+        self.popup_shown.emit(popup)
+        # the clipboard is saved for after the paste while the model writes
+        QTimer.singleShot(0, self.selection.save_clipboard)
+
+    def _generated(self, result: dict[str, Any]) -> None:
+        popup = self.popup
+        if popup is None:
+            return
+        timings = result.get("timings") or {}
+        if popup.first_token_s is not None:
+            self.timings["first_token"] = popup.first_token_s
+        self.timings["generation"] = time.monotonic() - popup.started_at
+        self.timings["daemon_total"] = float(timings.get("total_ms", 0.0)) / 1000
+
+    def _accepted(self, text: str) -> None:
+        assert self.selection is not None and self.popup is not None
+        self.last_preset = self.popup.preset
+        self.selection.replaced.connect(self._replaced)
+        self.selection.replace(text)
+
+    def _replaced(self, pasted: bool, message: str) -> None:
+        assert self.selection is not None
+        self.timings["paste"] = self.selection.timings.get("paste", 0.0)
+        if message:
+            self.notify("Rewrite", message, not pasted)
+        self._end("replaced" if pasted else "failed")
+
+    def _end(self, how: str) -> None:
+        total = time.monotonic() - self.pressed_at
+        parts = " ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items())
+        log.info("rewrite: %s after %.0f ms (%s)", how, total * 1000, parts)
+        if self.popup is not None:
+            self.popup.deleteLater()
+        if self.selection is not None:
+            self.selection.deleteLater()
+        self.popup = None
+        self.selection = None
+        self.finished.emit(how)
+
+
+def run_once(preset: str | None, options: dict[str, Any]) -> str:
+    """`hearth rewrite --selection` with no tray running: the same run in a process of
+    its own, which ends with it. Notices show as a tooltip by the pointer."""
+    import sys
+
+    from PySide6.QtGui import QCursor
+    from PySide6.QtWidgets import QApplication, QToolTip
+
+    from daemon.paths import Paths
+    from gui import icons
+    from gui.app import setup_logging
+    from gui.selection import platform_keys
+
+    paths = Paths.from_env()
+    setup_logging(paths)  # the tray's log: states and timings, never the text
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("Hearth")
+    app.setWindowIcon(icons.app_icon())
+    app.setQuitOnLastWindowClosed(False)
+    conn = DaemonConnection(paths, name="hearth-rewrite")
+    outcome = ["failed"]
+
+    def notify(title: str, text: str, error: bool) -> None:
+        print(f"hearth: {title}: {text}", file=sys.stderr)
+        QToolTip.showText(QCursor.pos(), f"{title}: {text}")
+        QTimer.singleShot(3000, app.quit)
+
+    rewriter = SelectionRewriter(conn, platform_keys(), notify)
+
+    def done(how: str) -> None:
+        outcome[0] = how
+        if how not in ("nothing", "failed"):
+            QTimer.singleShot(0, app.quit)
+        else:
+            QTimer.singleShot(3000, app.quit)  # the notice stays a moment
+
+    rewriter.finished.connect(done)
+    conn.open()
+    QTimer.singleShot(0, lambda: rewriter.trigger(preset, options))
+    app.exec()
+    conn.close()
+    return outcome[0]

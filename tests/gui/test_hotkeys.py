@@ -1,0 +1,132 @@
+"""The global hotkey service: key sequences, X11 grabs on a real X server (Xvfb) pressed
+with xdotool, a combination another program holds, and what Settings says about it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from gui.hotkeys import Combo, HotkeyService, NoBackend, X11Backend
+from gui.hotkeys_pynput import pynput_hotkey
+from gui.portal import trigger
+from tests.gui.desktop import Desktop, start_xvfb
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def xvfb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Desktop]:
+    """A bare X server; the hotkey backend connects to it (Qt itself stays offscreen)."""
+    desk = start_xvfb()
+    monkeypatch.setenv("DISPLAY", desk.display)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    yield desk
+    desk.stop()
+
+
+@pytest.fixture
+def service(xvfb: Desktop) -> Iterator[HotkeyService]:
+    hotkeys = HotkeyService(X11Backend(lambda a: hotkeys._fire(a)))
+    yield hotkeys
+    hotkeys.close()
+
+
+@pytest.fixture
+def other_program(xvfb: Desktop) -> Iterator[subprocess.Popen[str]]:
+    """Another X client that holds Ctrl+Alt+R."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "grab_key.py"), "ctrl+alt+r"],
+        env=xvfb.env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "grabbed"
+    yield proc
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_key_sequences_are_read_from_qt_portable_text() -> None:
+    assert Combo.parse("Ctrl+Alt+R") == Combo(frozenset({"ctrl", "alt"}), "r")
+    assert Combo.parse("Meta+Shift+F5") == Combo(frozenset({"meta", "shift"}), "F5")
+    assert Combo.parse("Ctrl+Alt+,") == Combo(frozenset({"ctrl", "alt"}), "comma")
+    assert Combo.parse("F9") == Combo(frozenset(), "F9")  # a function key may stand alone
+    for bad, why in (("R", "needs Ctrl"), ("Shift+A", "needs Ctrl"), ("", "not one key"),
+                     ("Ctrl+A, Ctrl+B", "not one key"), ("Ctrl+Alt+Nope", "not one key")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            Combo.parse(bad)
+
+
+def test_each_platform_gets_the_combination_in_its_own_words() -> None:
+    combo = Combo.parse("Ctrl+Alt+R")
+    assert pynput_hotkey(combo, "win32") == "<ctrl>+<alt>+r"
+    assert pynput_hotkey(combo, "darwin") == "<cmd>+<alt>+r"  # Qt's Ctrl is ⌘ on macOS
+    assert pynput_hotkey(Combo.parse("Ctrl+PgUp"), "win32") == "<ctrl>+<page_up>"
+    assert trigger(combo) == "CTRL+ALT+r"  # the XDG shortcuts spec
+    assert trigger(Combo.parse("Meta+Return")) == "LOGO+Return"
+
+
+def test_a_hotkey_pressed_in_x_runs_its_handler_in_qt(
+    qtbot: QtBot, xvfb: Desktop, service: HotkeyService
+) -> None:
+    pressed: list[str] = []
+    assert service.bind("rewrite", "Ctrl+Alt+R", lambda: pressed.append("rewrite")) == ""
+    assert service.bind("open_chat", "Ctrl+Alt+H", lambda: pressed.append("chat")) == ""
+    xvfb.xdotool("key", "ctrl+alt+r")
+    qtbot.waitUntil(lambda: pressed == ["rewrite"], timeout=10_000)
+    xvfb.xdotool("key", "ctrl+alt+h")
+    qtbot.waitUntil(lambda: pressed == ["rewrite", "chat"], timeout=10_000)
+    xvfb.xdotool("key", "ctrl+r", "alt+r", "r")  # other combinations are not ours
+    service.unbind("rewrite")
+    xvfb.xdotool("key", "ctrl+alt+r")
+    xvfb.xdotool("key", "ctrl+alt+h")  # a marker: once it arrives, the rest did too
+    qtbot.waitUntil(lambda: len(pressed) == 3, timeout=10_000)
+    assert pressed == ["rewrite", "chat", "chat"]
+
+
+def test_caps_lock_and_num_lock_do_not_stop_a_hotkey(
+    qtbot: QtBot, xvfb: Desktop, service: HotkeyService
+) -> None:
+    pressed: list[str] = []
+    service.bind("rewrite", "Ctrl+Alt+R", lambda: pressed.append("rewrite"))
+    xvfb.xdotool("key", "Caps_Lock", "Num_Lock")
+    xvfb.xdotool("key", "ctrl+alt+r")
+    qtbot.waitUntil(lambda: pressed == ["rewrite"], timeout=10_000)
+
+
+def test_a_combination_another_program_holds_is_refused_with_a_clear_message(
+    qtbot: QtBot, xvfb: Desktop, service: HotkeyService,
+    other_program: subprocess.Popen[str],
+) -> None:  # fmt: skip
+    pressed: list[str] = []
+    problem = service.bind("rewrite", "Ctrl+Alt+R", lambda: pressed.append("rewrite"))
+    assert "another program already uses this combination" in problem
+    assert "Settings ▸ Hotkeys" in problem
+    assert service.problems == {"rewrite": problem}
+    xvfb.xdotool("key", "ctrl+alt+r")  # goes to the other program, not to us
+    assert service.bind("open_chat", "Ctrl+Alt+H", lambda: pressed.append("chat")) == ""
+    xvfb.xdotool("key", "ctrl+alt+h")
+    qtbot.waitUntil(lambda: pressed == ["chat"], timeout=10_000)
+
+    other_program.terminate()  # it lets go: binding again works
+    other_program.wait(10)
+    assert service.bind("rewrite", "Ctrl+Alt+R", lambda: pressed.append("rewrite")) == ""
+    assert "rewrite" not in service.problems
+    xvfb.xdotool("key", "ctrl+alt+r")
+    qtbot.waitUntil(lambda: pressed == ["chat", "rewrite"], timeout=10_000)
+
+
+def test_one_combination_cannot_serve_two_actions(xvfb: Desktop, service: HotkeyService) -> None:
+    assert service.bind("rewrite", "Ctrl+Alt+R", lambda: None) == ""
+    assert "another Hearth action" in service.bind("open_chat", "Ctrl+Alt+R", lambda: None)
+
+
+def test_without_a_backend_every_hotkey_says_what_to_do_instead() -> None:
+    service = HotkeyService(NoBackend("no global shortcuts here; bind `hearth rewrite "
+                                      "--selection` in your desktop's settings"))  # fmt: skip
+    problem = service.bind("rewrite", "Ctrl+Alt+R", lambda: None)
+    assert "hearth rewrite --selection" in problem
+    assert service.bind("open_chat", "", lambda: None) == ""  # none wanted: no problem
