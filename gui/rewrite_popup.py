@@ -176,6 +176,7 @@ class RewritePopup(QFrame):
         params = {"text": self.original, "preset": preset, "options": self.options}
         reply = self.conn.call("rewrite", params)
         reply.delta.connect(lambda d, r=reply: self._delta(r, d))
+        reply.finished.connect(_log_result)
         reply.finished.connect(lambda res, r=reply: self._finished(r, res))
         reply.failed.connect(lambda e, r=reply: self._failed(r, e))
         self.reply = reply
@@ -197,10 +198,7 @@ class RewritePopup(QFrame):
             return
         self.reply = None
         self.result = result
-        tokens = result.get("tokens", {}).get("completion", 0)
         reason = result.get("finish_reason", "")
-        log.info("rewrite popup: %s after %d tokens (%s)",
-                 "cancelled" if reason == "cancelled" else "finished", tokens, reason)  # fmt: skip
         self.output.setPlainText(result["text"])  # the deltas add up to it; this is exact
         self.finished_generating.emit(result)
         if self.ended:
@@ -297,3 +295,11 @@ class RewritePopup(QFrame):
     def _buttons(self, done: bool) -> None:
         self.accept_button.setEnabled(done or self.reply is not None)
         self.copy_button.setEnabled(done)
+
+
+def _log_result(result: dict[str, Any]) -> None:
+    """Every rewrite's end, a cancelled one's too: its token count is the daemon's."""
+    tokens = result.get("tokens", {}).get("completion", 0)
+    reason = result.get("finish_reason", "")
+    how = "cancelled" if reason == "cancelled" else "finished"
+    log.info("rewrite popup: %s after %d tokens (%s)", how, tokens, reason)
