@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection, Reply
-from gui.widgets import ElidedLabel, emphasize, follow_palette
+from gui.widgets import ElidedLabel, emphasize, follow_palette, mix
 
 log = logging.getLogger("hearth.tray")
 PRESETS_PER_ROW = 4
@@ -77,6 +77,7 @@ class RewritePopup(QFrame):
         self.setMinimumWidth(460)
         self.setMaximumWidth(640)
         self._build(presets)
+        self.restyle()
         self.start(preset)
 
     # -- layout --------------------------------------------------------------------------
@@ -85,13 +86,19 @@ class RewritePopup(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 12, 14, 12)
         layout.setSpacing(8)
+        head = QHBoxLayout()
         title = QLabel("Rewrite", self)
         emphasize(title, 1)
+        hint = QLabel("Enter replaces · Esc cancels · 1-9 switch", self)
+        hint.setEnabled(False)
+        head.addWidget(title)
+        head.addStretch(1)
+        head.addWidget(hint)
+        layout.addLayout(head)
         self.original_label = ElidedLabel(" ".join(self.original.split()), self)
         self.original_label.setAccessibleName("Original text")
         self.original_label.setForegroundRole(self.original_label.foregroundRole())
         self.original_label.setEnabled(False)  # greyed: the palette's disabled text colour
-        layout.addWidget(title)
         layout.addWidget(self.original_label)
 
         grid = QGridLayout()
@@ -115,7 +122,9 @@ class RewritePopup(QFrame):
         self.output.setReadOnly(True)
         self.output.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.output.setAccessibleName("Rewritten text")
-        self.output.setMinimumHeight(110)
+        self.output.setMinimumHeight(72)
+        self.output.setMaximumHeight(260)
+        self.output.textChanged.connect(self._fit_output)
         layout.addWidget(self.output, 1)
         self.status = QLabel(self)
         self.status.setAccessibleName("Status")
@@ -141,6 +150,28 @@ class RewritePopup(QFrame):
         self.copy_button.clicked.connect(self.copy)
         self.accept_button.clicked.connect(self.accept)
 
+    def _fit_output(self) -> None:
+        """As tall as the rewrite (within bounds): a sentence gets a small popup."""
+        doc = self.output.document()
+        doc.setTextWidth(self.output.viewport().width())
+        height = int(doc.size().height() * self.output.fontMetrics().lineSpacing()) + 12
+        self.output.setFixedHeight(max(72, min(260, height)))
+        if self.isVisible():
+            self.adjustSize()
+
+    def restyle(self) -> None:
+        """The chosen preset stands out in the palette's highlight (light or dark)."""
+        pal = self.palette()
+        accent = pal.color(pal.ColorRole.Highlight)
+        fill = mix(pal.color(pal.ColorRole.Button), accent, 0.25)
+        sheet = (
+            f"QPushButton:checked {{ background: {fill.name()}; border: 1px solid "
+            f"{accent.name()}; border-radius: 4px; padding: 4px 8px; }}"
+        )
+        for button in self.preset_buttons.values():
+            if button.styleSheet() != sheet:
+                button.setStyleSheet(sheet)
+
     def place(self, pointer: QPoint | None = None) -> None:
         """Near the pointer, inside the screen it is on."""
         at = pointer if pointer is not None else QCursor.pos()
@@ -156,6 +187,8 @@ class RewritePopup(QFrame):
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         follow_palette(self, event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.restyle()
 
     # -- generating ----------------------------------------------------------------------
 

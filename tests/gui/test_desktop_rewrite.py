@@ -200,7 +200,7 @@ def test_a_selection_primary_does_not_vouch_for_is_copied_and_the_clipboard_put_
         assert tray.desk.run("xclip", "-selection", "primary", "-o").startswith("words")
         mark = log_size(tray.log)
         tray.desk.xdotool("key", "ctrl+alt+r")
-        wait_log(tray.log, r"selection: copy \(%d chars\)" % len(SENTENCE), mark)
+        wait_log(tray.log, rf"selection: copy \({len(SENTENCE)} chars\)", mark)
         assert clipboard(tray.desk) == BEFORE  # restored right after the copy
         accept_when_written(tray, mark)
         replaced, _ = app.wait_text(timeout=60)
