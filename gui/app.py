@@ -344,7 +344,9 @@ def _quit_on_signals(app: QApplication) -> tuple[socket.socket, socket.socket, Q
     return reader, writer, notifier  # the caller keeps them alive (and the fds open)
 
 
-def main(argv: list[str] | None = None, autostart: bool = True) -> int:
+def main(
+    argv: list[str] | None = None, autostart: bool = True, window_without_tray: bool = True
+) -> int:
     paths = Paths.from_env()
     setup_logging(paths)
     app = QApplication(argv if argv is not None else sys.argv[:1])
@@ -365,8 +367,9 @@ def main(argv: list[str] | None = None, autostart: bool = True) -> int:
     server.listen()
     hearth.tray.icon.show()  # shows up by itself if a tray appears later (a panel starting)
     log.info("tray icon shown (pid %d)", os.getpid())
-    QTimer.singleShot(0 if QSystemTrayIcon.isSystemTrayAvailable() else TRAY_WAIT_MS,
-                      lambda: _window_without_tray(app, hearth))  # fmt: skip
+    if window_without_tray:
+        QTimer.singleShot(0 if QSystemTrayIcon.isSystemTrayAvailable() else TRAY_WAIT_MS,
+                          lambda: _window_without_tray(app, hearth))  # fmt: skip
     wake = _quit_on_signals(app)  # noqa: F841 (kept alive while the loop runs)
     connection.open()
     code = app.exec()

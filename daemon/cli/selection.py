@@ -3,7 +3,8 @@
 Meant to be bound to a keyboard shortcut in the desktop's settings (the way to a hotkey
 on Wayland desktops without the GlobalShortcuts portal). It asks the running tray app to
 do what its hotkey does, over the tray's socket (no Qt here: the CLI never loads it);
-with no tray running, it opens the same popup in a process of its own.
+with no tray running, it starts one first (without a window) and asks it: the clipboard
+restored after the paste is served by a process that stays, as with the hotkey.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from daemon.cli import common
+from daemon.paths import Paths
 
 # How a run ended → the command's exit status (a shortcut ignores it; scripts may not).
 EXIT = {"replaced": 0, "copied": 0, "cancelled": 0, "nothing": 3, "busy": 75, "failed": 1}
 WAIT_S = 3600.0  # the popup waits for the user
+START_S = 60.0  # for a tray we started to listen
 
 
 def ask_tray(path: Path, preset: str | None, options: dict[str, Any]) -> str | None:
@@ -49,16 +54,35 @@ def ask_tray(path: Path, preset: str | None, options: dict[str, Any]) -> str | N
     return str(answer.get("result", "failed"))
 
 
+def start_tray(paths: Paths) -> None:
+    """Start the tray app in the background (no window): it holds the hotkeys, and the
+    clipboard it restores after a paste lives as long as it does."""
+    paths.ensure()
+    with open(paths.logs / "tray.out", "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "daemon", "tray", "--hidden"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip
+
+
 def rewrite_selection(preset: str | None, options: dict[str, Any]) -> int:
-    outcome = ask_tray(common.paths().run / "tray.sock", preset, options)
+    paths = common.paths()
+    tray = paths.run / "tray.sock"
+    outcome = ask_tray(tray, preset, options)
     if outcome is None:
         if importlib.util.find_spec("PySide6") is None:
             print("hearth: --selection needs Qt for Python: install it with "
                   "`pip install 'hearth-assistant[gui]'`.", file=sys.stderr)  # fmt: skip
             return 1
-        from gui.rewriter import run_once  # Qt loads here, only for this command
-
-        outcome = run_once(preset, options)
+        start_tray(paths)
+        deadline = time.monotonic() + START_S
+        while outcome is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            outcome = ask_tray(tray, preset, options)
+        if outcome is None:
+            print(f"hearth: the tray app did not start; see {paths.logs / 'tray.out'}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
     if outcome == "busy":
         print("hearth: a rewrite is already open", file=sys.stderr)
     return EXIT.get(outcome, 1)

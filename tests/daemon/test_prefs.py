@@ -93,7 +93,8 @@ def test_presets_added_edited_and_removed_survive_a_daemon_restart(
 
 
 def test_hotkeys_and_engine_are_stored_for_the_tray(prefs_daemon: Daemon) -> None:
-    keys = {"rewrite": "Ctrl+Alt+R", "open_chat": ""}
+    keys = {"rewrite": "Ctrl+Alt+R", "open_chat": "", "rewrite:key-points": "Ctrl+Alt+K",
+            "rewrite:short poem": "Meta+P"}  # fmt: skip
     with prefs_daemon.client() as c:
         c.call("prefs.set", {"key": "hotkeys", "value": keys})
         c.call("prefs.set", {"key": "engine", "value": "llamacpp"})
@@ -112,6 +113,7 @@ def test_bad_values_are_refused_by_field_and_nothing_is_written(prefs_daemon: Da
             ("prefs.set", {"key": "keep_alive", "value": "soon"}, "value"),
             ("prefs.set", {"key": "colour", "value": 1}, "key"),
             ("prefs.set", {"key": "hotkeys", "value": {"Bad Name": "x"}}, "value"),
+            ("prefs.set", {"key": "hotkeys", "value": {"rewrite:a/b": "x"}}, "value"),
             ("rewrite.presets.add", {"name": "proofread", "instruction": "x"}, "name"),
             ("rewrite.presets.add", {"name": "a/b", "instruction": "x"}, "name"),
             ("rewrite.presets.add", {"name": "ok", "instruction": ""}, "instruction"),

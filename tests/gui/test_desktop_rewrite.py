@@ -5,7 +5,9 @@ would; the field and the clipboard are then read back from outside."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -28,6 +30,7 @@ from tests.gui.desktop import (
     clipboard,
     log_size,
     start_desktop,
+    start_xvfb,
     wait_log,
 )
 
@@ -306,3 +309,36 @@ def test_a_daemon_that_cannot_start_is_said_so_in_the_popup(tray: Tray) -> None:
     finally:
         app.close()
         config.write_text(good)
+
+
+def test_hearth_rewrite_selection_with_no_tray_running_starts_one_and_rewrites() -> None:
+    """Bound to a shortcut on a desktop where the tray is not running (nor a system tray
+    host): the command starts the tray without a window, and it does the rewrite."""
+    desk = start_xvfb()
+    t = Tray(desk, new_home())
+    app = TextApp(desk, SENTENCE, clipboard=BEFORE)
+    tray_pid = None
+    try:
+        app.select_all()
+        command = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "rewrite", "--selection", "--preset", "concise"],
+            env=t.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        shown = wait_log(t.log, r"tray icon shown \(pid (\d+)\)", timeout=120)
+        tray_pid = int(shown.group(1))
+        wait_log(t.log, r"tray socket: rewrite_selection", timeout=120)
+        accept_when_written(t, 0, shot="hotkey-command-popup")
+        assert command.wait(60) == 0, command.communicate()
+        replaced, _ = app.wait_text(timeout=60)
+        # the daemon the tray started answered this first (its warm-up comes after)
+        assert replaced == t.direct(SENTENCE, "concise", cold=True)["text"]
+        assert clipboard(desk) == BEFORE  # served by the tray, which stays
+        assert not desk.windows("Hearth")  # no chat window opened by itself
+    finally:
+        if tray_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(tray_pid, signal.SIGTERM)
+        t.hearth("down")
+        app.close()
+        desk.stop()
+        shutil.rmtree(t.home, ignore_errors=True)

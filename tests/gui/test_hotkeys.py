@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtGui import QKeySequence
 from pytestqt.qtbot import QtBot
 
+from gui.app import Hearth
+from gui.connection import DaemonConnection
 from gui.hotkeys import Combo, HotkeyService, NoBackend, X11Backend
 from gui.hotkeys_pynput import pynput_hotkey
 from gui.portal import trigger
+from gui.settings import SettingsWindow
+from tests.conftest import Daemon
 from tests.gui.desktop import Desktop, start_xvfb
 
 HERE = Path(__file__).resolve().parent
@@ -131,3 +136,40 @@ def test_without_a_backend_every_hotkey_says_what_to_do_instead() -> None:
     problem = service.bind("rewrite", "Ctrl+Alt+R", lambda: None)
     assert "hearth rewrite --selection" in problem
     assert service.bind("open_chat", "", lambda: None) == ""  # none wanted: no problem
+
+
+def test_the_tray_tells_which_hotkey_it_could_not_have_and_settings_shows_why(
+    qtbot: QtBot, fresh_daemon: Daemon, connect: Callable[..., DaemonConnection],
+    service: HotkeyService, other_program: subprocess.Popen[str],
+) -> None:  # fmt: skip
+    with fresh_daemon.client() as c:  # a preset's own hotkey, as Settings saves it
+        c.call("prefs.set", {"key": "hotkeys", "value": {"rewrite:concise": "Ctrl+Alt+C"}})
+    conn = connect(fresh_daemon)
+    hearth = Hearth(fresh_daemon.paths, conn, service)
+    told: list[tuple[str, str]] = []
+    hearth.tray.notify = lambda title, text, error=False: told.append((title, text))  # type: ignore[method-assign]
+    hearth.apply_hotkeys({"rewrite:concise": "Ctrl+Alt+C"})  # and the default Ctrl+Alt+R
+    assert told == [("Ctrl+Alt+R is not available",
+                     service.problems["rewrite"])]  # fmt: skip
+    assert "another program already uses this combination" in told[0][1]
+    assert service.sequences == {"rewrite": "Ctrl+Alt+R", "rewrite:concise": "Ctrl+Alt+C"}
+    hearth.apply_hotkeys({"rewrite:concise": "Ctrl+Alt+C"})  # the same again: told once
+    assert len(told) == 1
+
+    settings = SettingsWindow(conn, service)
+    qtbot.addWidget(settings)
+    qtbot.waitUntil(lambda: "rewrite:concise" in settings.hotkey_edits, timeout=30_000)
+    assert "another program" in settings.hotkey_status["rewrite"].text()
+    assert settings.hotkey_status["rewrite:concise"].text() == "Active"
+    assert settings.hotkey_edits["rewrite"].keySequence().toString() == "Ctrl+Alt+R"
+
+    settings.hotkey_edits["rewrite"].setKeySequence(QKeySequence("Ctrl+Alt+W"))
+    with qtbot.waitSignal(settings.hotkeys_saved, timeout=30_000) as saved:
+        settings._save_hotkeys()
+    assert saved.args[0]["rewrite"] == "Ctrl+Alt+W"
+    assert "rewrite:proofread" not in saved.args[0]  # unset rows are not written
+    hearth.apply_hotkeys(saved.args[0])  # what the tray does with it
+    assert "rewrite" not in service.problems
+    qtbot.waitUntil(lambda: settings.hotkey_status["rewrite"].text() == "Active", timeout=5000)
+    toml = (fresh_daemon.home / "config" / "config.toml").read_text()
+    assert 'rewrite = "Ctrl+Alt+W"' in toml and '"rewrite:concise" = "Ctrl+Alt+C"' in toml
