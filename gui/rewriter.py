@@ -144,6 +144,7 @@ class SelectionRewriter(QObject):
         popup.raise_()
         popup.activateWindow()
         popup.setFocus()
+        log.info("rewrite: popup shown after %.0f ms", (time.monotonic() - self.pressed_at) * 1000)
         self.popup_shown.emit(popup)
         # the clipboard is saved for after the paste while the model writes
         QTimer.singleShot(0, self.selection.save_clipboard)
@@ -156,6 +157,7 @@ class SelectionRewriter(QObject):
         if popup.first_token_s is not None:
             self.timings["first_token"] = popup.first_token_s
         self.timings["generation"] = time.monotonic() - popup.started_at
+        self.timings["daemon_ttft"] = float(timings.get("ttft_ms", 0.0)) / 1000
         self.timings["daemon_total"] = float(timings.get("total_ms", 0.0)) / 1000
 
     def _accepted(self, text: str) -> None:
@@ -166,7 +168,8 @@ class SelectionRewriter(QObject):
 
     def _replaced(self, pasted: bool, message: str) -> None:
         assert self.selection is not None
-        self.timings["paste"] = self.selection.timings.get("paste", 0.0)
+        for key in ("paste", "restore"):
+            self.timings[key] = self.selection.timings.get(key, 0.0)
         if message:
             self.notify("Rewrite", message, not pasted)
         self._end("replaced" if pasted else "failed")

@@ -260,6 +260,8 @@ class Selection(QObject):
         reads, last = [0], [0.0]
 
         def served() -> None:
+            if not reads[0]:
+                self.timings["paste"] = time.monotonic() - start  # the app has the text
             reads[0] += 1
             last[0] = time.monotonic()
 
@@ -273,7 +275,7 @@ class Selection(QObject):
             return bool(last[0]) and time.monotonic() - last[0] >= QUIET_MS / 1000
 
         def done(ok: bool) -> None:
-            self.timings["paste"] = time.monotonic() - start
+            self.timings["restore"] = time.monotonic() - start
             if not reads[0]:
                 log.warning("paste: the application did not read it")
                 self.replaced.emit(
@@ -285,7 +287,7 @@ class Selection(QObject):
             if self.clipboard.ownsClipboard():
                 restore(self.clipboard, self.saved or {})
             log.info("paste: read %d time(s); clipboard restored after %.0f ms", reads[0],
-                     self.timings["paste"] * 1000)  # fmt: skip
+                     self.timings["restore"] * 1000)  # fmt: skip
             self.replaced.emit(True, "")
 
         self.timer = poll(settled, SERVE_MS, done)
