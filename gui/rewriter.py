@@ -72,13 +72,12 @@ class SelectionRewriter(QObject):
     def warm(self, preset: str | None = None) -> None:
         """Load the model and put the preset's prompt in its KV cache: a one-token
         rewrite of a tiny text (the instruction leads the prompt, so it is the prefix
-        the next rewrite reuses). Never starts a daemon by itself."""
+        the next rewrite reuses), at background priority. Never starts a daemon."""
         if self.conn.state is not State.CONNECTED:
             return
         name = preset or self.last_preset
-        reply = self.conn.call(
-            "rewrite", {"text": "Hi.", "preset": name, "options": {**self.options, "max_tokens": 1}}
-        )
+        options = {**self.options, "max_tokens": 1, "priority": "background"}
+        reply = self.conn.call("rewrite", {"text": "Hi.", "preset": name, "options": options})
         reply.finished.connect(lambda r: log.info("rewrite: warmed %s (%s)", name, r.get("model")))
         reply.failed.connect(lambda e: log.info("rewrite: warm-up failed (%s)", e.kind))
 
