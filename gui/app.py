@@ -355,6 +355,11 @@ def main(
     app.setDesktopFileName("hearth")
     app.setQuitOnLastWindowClosed(False)
     app.setWindowIcon(icons.app_icon())
+    server = TrayServer(socket_path(paths.run))
+    if server.other_tray():  # one tray holds the hotkeys; a second would find them taken
+        log.info("another tray is running: leaving it be")
+        print("Hearth is already running in the tray.", file=sys.stderr)
+        return 0
     connection = DaemonConnection(paths, autostart=autostart)
     hotkeys = HotkeyService()
     hearth = Hearth(paths, connection, hotkeys, platform_keys())
@@ -362,7 +367,6 @@ def main(
         hearth.apply_hotkeys(Config.load(paths.config_file).hotkeys)
     except ValueError:
         hearth.apply_hotkeys({})
-    server = TrayServer(socket_path(paths.run))
     server.rewrite_selection.connect(hearth.rewrite_selection)
     server.listen()
     hearth.tray.icon.show()  # shows up by itself if a tray appears later (a panel starting)

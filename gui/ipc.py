@@ -42,13 +42,19 @@ class TrayServer(QObject):
         self.server.newConnection.connect(self._accept)
         self.buffers: dict[QLocalSocket, bytearray] = {}
 
-    def listen(self) -> bool:
-        """Listen unless another tray does (then it gets the commands); a socket file
-        that nobody answers on is left over from a crash and replaced."""
+    def other_tray(self) -> bool:
+        """Whether another tray answers on our socket."""
         probe = QLocalSocket()
         probe.connectToServer(str(self.path))
         if probe.waitForConnected(300):
             probe.abort()
+            return True
+        return False
+
+    def listen(self) -> bool:
+        """Listen unless another tray does (then it gets the commands); a socket file
+        that nobody answers on is left over from a crash and replaced."""
+        if self.other_tray():
             log.warning("another tray answers on %s: it gets the commands", self.path)
             return False
         QLocalServer.removeServer(str(self.path))
