@@ -52,7 +52,10 @@ class RewritePopup(QFrame):
     def __init__(
         self, connection: DaemonConnection, text: str, presets: list[dict[str, Any]],
         preset: str, options: dict[str, Any] | None = None, parent: QWidget | None = None,
+        start: bool = True,
     ) -> None:  # fmt: skip
+        """``start=False``: open before the text is known (Wayland: the selection can be
+        read only once we have the focus); ``begin(text)`` then starts."""
         super().__init__(parent)
         self.conn = connection
         self.original = text
@@ -78,7 +81,16 @@ class RewritePopup(QFrame):
         self.setMaximumWidth(640)
         self._build(presets)
         self.restyle()
-        self.start(preset)
+        if start:
+            self.start(preset)
+        else:
+            self._set_status("Reading your selection…")
+            self._buttons(done=False)
+
+    def begin(self, text: str) -> None:
+        self.original = text
+        self.original_label.setText(" ".join(text.split()))
+        self.start(self.preset)
 
     # -- layout --------------------------------------------------------------------------
 

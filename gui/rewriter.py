@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 
 from daemon.presets import BUILTIN
 from gui.connection import DaemonConnection, State
@@ -30,6 +31,7 @@ DEFAULT_PRESET = "rewrite"
 # rewrite each time (switching presets back and forth shows the same results).
 OPTIONS: dict[str, Any] = {"temperature": 0}
 Notify = Callable[[str, str, bool], None]  # title, text, is_error
+FOCUS_MS = 250  # Wayland: for the compositor to give the popup the focus (and selection)
 
 
 class SelectionRewriter(QObject):
@@ -97,16 +99,33 @@ class SelectionRewriter(QObject):
             self.conn.start_daemon()
         chosen = preset or self.last_preset
         run_options = {**self.options, **(options or {})}
-        self.selection = Selection(self.keys, self)
-        self.selection.captured.connect(lambda text, how: self._captured(text, chosen, run_options))
-        self.selection.capture()
+        selection = self.selection = Selection(self.keys, self)
+        selection.captured.connect(lambda text, how: self._captured(text, chosen, run_options))
+        if QGuiApplication.platformName() == "wayland":
+            # a Wayland client is sent the selection only while it has the keyboard focus:
+            # the popup opens first, and the selection is read once it is focused
+            self._open("", chosen, run_options, start=False)
+            QTimer.singleShot(FOCUS_MS, lambda: self._capture_if_open(selection))
+        else:
+            selection.capture()
+
+    def _capture_if_open(self, selection: Selection) -> None:
+        if self.selection is selection:  # not cancelled meanwhile
+            selection.capture()
 
     def _captured(self, text: str, preset: str, options: dict[str, Any]) -> None:
-        assert self.selection is not None
+        if self.selection is None:  # cancelled meanwhile (Wayland: the popup was open)
+            return
         self.timings["capture"] = self.selection.timings.get("capture", 0.0)
         if not text.strip():
             self.notify("Nothing selected", "Select some text first, then press the hotkey.", False)
+            if self.popup is not None:
+                self.popup.dismissed.disconnect()
+                self.popup.cancel()
             self._end("nothing")
+            return
+        if self.popup is not None:  # opened first (Wayland)
+            self.popup.begin(text)
             return
         if preset not in (p["name"] for p in self.presets):
             # a preset of the user's own that we have not heard of yet: ask the daemon
@@ -128,9 +147,9 @@ class SelectionRewriter(QObject):
             return
         self._open(text, preset, options)
 
-    def _open(self, text: str, preset: str, options: dict[str, Any]) -> None:
+    def _open(self, text: str, preset: str, options: dict[str, Any], start: bool = True) -> None:
         assert self.selection is not None
-        popup = RewritePopup(self.conn, text, self.presets, preset, options)
+        popup = RewritePopup(self.conn, text, self.presets, preset, options, start=start)
         if self.conn.state is not State.CONNECTED:
             popup.status.setText("Starting Hearth's background service…")
         popup.accepted.connect(self._accepted)

@@ -133,3 +133,18 @@ def test_the_popup_opens_by_the_pointer_and_stays_on_the_screen(
     assert area.contains(p.frameGeometry().topLeft())
     assert p.x() + p.width() <= area.right() + 1 and p.y() + p.height() <= area.bottom() + 1
     p.cancel()
+
+
+def test_a_popup_opened_before_the_text_is_known_starts_when_given_it(
+    qtbot: QtBot, daemon: Daemon, connect: Connect
+) -> None:
+    """Wayland's order: the popup takes the focus first, then the selection is read."""
+    p = RewritePopup(connect(daemon), "", PRESETS, "concise", OPTIONS, start=False)
+    qtbot.addWidget(p)
+    seen = results(p)
+    assert p.status.text() == "Reading your selection…" and p.reply is None
+    assert not p.accept_button.isEnabled()
+    p.begin(TEXT)
+    assert p.original_label.full == TEXT and p.reply is not None
+    qtbot.waitUntil(lambda: bool(seen), timeout=WAIT_MS)
+    assert p.text() == seen[0]["text"]
