@@ -52,6 +52,7 @@ class SelectionRewriter(QObject):
             {"name": n, "instruction": i} for n, i in BUILTIN.items()
         ]  # until the daemon says (users' own presets come from it)
         self.last_preset = DEFAULT_PRESET
+        self.asked_preset: str | None = None
         self.options = dict(OPTIONS)
         self.popup: RewritePopup | None = None
         self.selection: Selection | None = None
@@ -98,6 +99,7 @@ class SelectionRewriter(QObject):
             log.info("rewrite: the daemon is down; starting it")
             self.conn.start_daemon()
         chosen = preset or self.last_preset
+        self.asked_preset = preset  # a preset named by the action or command, or None
         run_options = {**self.options, **(options or {})}
         selection = self.selection = Selection(self.keys, self)
         selection.captured.connect(lambda text, how: self._captured(text, chosen, run_options))
@@ -180,7 +182,8 @@ class SelectionRewriter(QObject):
 
     def _accepted(self, text: str) -> None:
         assert self.selection is not None and self.popup is not None
-        self.last_preset = self.popup.preset
+        if self.asked_preset is None or self.popup.preset != self.asked_preset:
+            self.last_preset = self.popup.preset  # the plain hotkey opens with it next time
         self.selection.replaced.connect(self._replaced)
         self.selection.replace(text)
 
