@@ -335,7 +335,11 @@ class RewritePopup(QFrame):
     # -- looks ---------------------------------------------------------------------------
 
     def _set_status(self, text: str) -> None:
+        """A status may wrap to two lines (an error): the popup grows rather than let it
+        run over the rewrite."""
         self.status.setText(text)
+        if self.isVisible():
+            self.adjustSize()
 
     def _buttons(self, done: bool) -> None:
         self.accept_button.setEnabled(done or self.reply is not None)

@@ -148,3 +148,20 @@ def test_a_popup_opened_before_the_text_is_known_starts_when_given_it(
     assert p.original_label.full == TEXT and p.reply is not None
     qtbot.waitUntil(lambda: bool(seen), timeout=WAIT_MS)
     assert p.text() == seen[0]["text"]
+
+
+def test_a_status_that_wraps_grows_the_popup_instead_of_running_over_the_rewrite(
+    qtbot: QtBot, daemon: Daemon, connect: Connect
+) -> None:
+    """An error says what to do in a sentence or two (the daemon could not start: where
+    its log is): the popup is already shown, so it must grow to fit it."""
+    p = RewritePopup(connect(daemon), "", PRESETS, "concise", OPTIONS, start=False)
+    qtbot.addWidget(p)
+    p.place(QPoint(40, 40))
+    p.show()
+    before = p.height()
+    p._set_status("Hearth's background service could not start. " * 3)
+    qtbot.waitUntil(lambda: p.status.geometry().top() > p.output.geometry().bottom())
+    assert p.height() > before
+    assert p.accept_button.geometry().top() > p.status.geometry().bottom()
+    p.cancel()
