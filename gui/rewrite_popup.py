@@ -117,12 +117,15 @@ class RewritePopup(QFrame):
         grid.setSpacing(4)
         self.preset_group = QButtonGroup(self)
         self.preset_buttons: dict[str, QPushButton] = {}
+        self.remote = {p["name"] for p in presets if p.get("route") == "remote"}
         for i, preset in enumerate(presets):
-            button = QPushButton(preset["name"], self)
+            remote = preset["name"] in self.remote  # the user routed it: it says so
+            button = QPushButton(preset["name"] + (" ↗" if remote else ""), self)
             button.setCheckable(True)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             key = f"{i + 1}: " if i < 9 else ""
-            button.setToolTip(f"{key}{preset['instruction']}")
+            where = " (answered by your remote model)" if remote else ""
+            button.setToolTip(f"{key}{preset['instruction']}{where}")
             button.setAccessibleName(f"Preset {preset['name']}")
             button.clicked.connect(lambda _=False, n=preset["name"]: self.start(n))
             self.preset_group.addButton(button)
@@ -217,7 +220,8 @@ class RewritePopup(QFrame):
         self.result = None
         self.first_token_s = None
         self.started_at = time.monotonic()
-        self._set_status(f"Writing ({preset})…")
+        where = " with your remote model" if preset in self.remote else ""
+        self._set_status(f"Writing ({preset}){where}…")
         params = {"text": self.original, "preset": preset, "options": self.options}
         reply = self.conn.call("rewrite", params)
         reply.delta.connect(lambda d, r=reply: self._delta(r, d))

@@ -72,6 +72,10 @@ class SelectionRewriter(QObject):
         if presets:
             self.presets = presets
 
+    def routed_remote(self, name: str) -> bool:
+        """The user's preset answered by their remote model (``route = "remote"``)."""
+        return any(p["name"] == name and p.get("route") == "remote" for p in self.presets)
+
     def warm(self, preset: str | None = None) -> None:
         """Load the model and put the preset's prompt in its KV cache: a one-token
         rewrite of a tiny text (the instruction leads the prompt, so it is the prefix
@@ -79,6 +83,8 @@ class SelectionRewriter(QObject):
         if self.conn.state is not State.CONNECTED:
             return
         name = preset or self.last_preset
+        if self.routed_remote(name):  # nothing to warm here, and no call out unasked
+            name = DEFAULT_PRESET
         options = {**self.options, "max_tokens": 1, "priority": "background"}
         reply = self.conn.call("rewrite", {"text": "Hi.", "preset": name, "options": options})
         reply.finished.connect(lambda r: log.info("rewrite: warmed %s (%s)", name, r.get("model")))

@@ -103,6 +103,8 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
                     if not preset.get("replaces_builtin")
                     else "(yours, replaces the built-in) "
                 )
+            if preset.get("route") == "remote":
+                mark += "(remote model) "
             print(f"{preset['name']:<14} {mark}{preset['instruction']}")
         return 0
     hint.first_use(client, common.paths())

@@ -165,3 +165,16 @@ def test_a_status_that_wraps_grows_the_popup_instead_of_running_over_the_rewrite
     assert p.height() > before
     assert p.accept_button.geometry().top() > p.status.geometry().bottom()
     p.cancel()
+
+
+def test_a_preset_routed_to_the_remote_model_says_so_before_it_is_used(
+    qtbot: QtBot, daemon: Daemon, connect: Connect
+) -> None:
+    remote = {"name": "polish", "instruction": "Polish it.", "route": "remote"}
+    p = RewritePopup(connect(daemon), "", [*PRESETS, remote], "proofread", OPTIONS, start=False)
+    qtbot.addWidget(p)
+    button = p.preset_buttons["polish"]
+    assert button.text() == "polish ↗" and "remote model" in button.toolTip()
+    assert p.preset_buttons["proofread"].text() == "proofread"
+    assert "remote" not in p.preset_buttons["proofread"].toolTip()
+    p.cancel()
