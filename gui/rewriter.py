@@ -101,6 +101,7 @@ class SelectionRewriter(QObject):
             return
         self.pressed_at = time.monotonic()
         self.timings = {}
+        log.info("rewrite: triggered (monotonic %.3f)", self.pressed_at)  # bench/hotkey.py
         if self.conn.state is State.OFFLINE:
             log.info("rewrite: the daemon is down; starting it")
             self.conn.start_daemon()
