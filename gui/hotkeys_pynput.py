@@ -60,6 +60,33 @@ def accessibility_granted() -> bool:
     return bool(services.AXIsProcessTrusted())
 
 
+# Shift, Control, Option, Command in CGEventFlags; Shift, Ctrl, Alt, left and right Windows
+# as virtual-key codes.
+_MAC_MODIFIERS = 0x20000 | 0x40000 | 0x80000 | 0x100000
+_WIN_MODIFIERS = (0x10, 0x11, 0x12, 0x5B, 0x5C)
+
+
+def modifiers_held(platform: str = sys.platform) -> bool:
+    """Whether the user still holds a modifier, as right after pressing ⌘⌥R: a simulated
+    ⌘C then reaches the app as ⌘⌥C and copies nothing. False where we cannot tell."""
+    try:
+        if platform == "darwin":
+            path = ctypes.util.find_library("ApplicationServices")
+            if path is None:
+                return False
+            quartz = ctypes.cdll.LoadLibrary(path)
+            quartz.CGEventSourceFlagsState.restype = ctypes.c_uint64
+            quartz.CGEventSourceFlagsState.argtypes = [ctypes.c_int32]
+            hid_state = 1  # kCGEventSourceStateHIDSystemState: the keys as they are now
+            return bool(quartz.CGEventSourceFlagsState(hid_state) & _MAC_MODIFIERS)
+        if platform == "win32":
+            user32 = getattr(ctypes, "windll").user32  # noqa: B009 (Windows only)
+            return any(user32.GetAsyncKeyState(vk) & 0x8000 for vk in _WIN_MODIFIERS)
+    except (OSError, AttributeError) as exc:
+        log.debug("cannot tell which keys are held: %s", exc)
+    return False
+
+
 class PynputBackend:
     """One pynput GlobalHotKeys listener for all actions, restarted when they change
     (pynput cannot add a hotkey to a running listener)."""

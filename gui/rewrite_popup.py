@@ -141,6 +141,7 @@ class RewritePopup(QFrame):
         self.output.setMaximumHeight(260)
         self.output.textChanged.connect(self._fit_output)
         layout.addWidget(self.output, 1)
+        self._fit_output()  # small while empty (Wayland opens it before the text is read)
         self.status = QLabel(self)
         self.status.setAccessibleName("Status")
         self.status.setWordWrap(True)

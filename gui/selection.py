@@ -83,7 +83,10 @@ class PynputKeys:
         self.modifier = Key.cmd if sys.platform == "darwin" else Key.ctrl
 
     def ready(self) -> bool:
-        return True
+        """pynput fires on the hotkey's press: wait for its modifiers to be let go."""
+        from gui.hotkeys_pynput import modifiers_held
+
+        return not modifiers_held()
 
     def _tap(self, char: str) -> None:
         with self.controller.pressed(self.modifier):

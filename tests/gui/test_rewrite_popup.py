@@ -177,4 +177,8 @@ def test_a_preset_routed_to_the_remote_model_says_so_before_it_is_used(
     assert button.text() == "polish ↗" and "remote model" in button.toolTip()
     assert p.preset_buttons["proofread"].text() == "proofread"
     assert "remote" not in p.preset_buttons["proofread"].toolTip()
+    p.place(QPoint(40, 40))
+    p.show()
+    screenshot(p, "rewrite-popup-remote-preset")
+    assert p.output.height() < 100  # small while empty, as it is for a sentence
     p.cancel()
