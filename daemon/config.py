@@ -24,6 +24,8 @@ class Config:
     repeat_last_n: int = 64
     memory_low_mb: float | None = None  # idle models unload below this; None: RAM/10, ≤ 1 GiB
     presets: dict[str, str] = field(default_factory=dict)  # user presets: name -> instruction
+    # user presets with `route = "remote"`: answered by the remote model, through the gateway
+    remote_presets: frozenset[str] = frozenset()
     hotkeys: dict[str, str] = field(default_factory=dict)  # action -> key sequence (the tray's)
     # Run models even where the kernel cannot keep their runner off the network. Off:
     # such a runner refuses to start (see daemon.engine.sandbox).
@@ -66,8 +68,8 @@ class Config:
             isinstance(k, str) and isinstance(v, str) for k, v in hotkeys.items()
         ):
             raise ValueError(f"{source}: [hotkeys] maps actions to key sequences (strings)")
-        presets = _presets(raw.get("presets", []), source, text)
-        return cls(**values, presets=presets, hotkeys=dict(hotkeys))
+        presets, remote = _presets(raw.get("presets", []), source, text)
+        return cls(**values, presets=presets, remote_presets=remote, hotkeys=dict(hotkeys))
 
 
 _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -85,13 +87,16 @@ _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 
 
-def _presets(items: Any, source: str, text: str) -> dict[str, str]:
+def _presets(items: Any, source: str, text: str) -> tuple[dict[str, str], frozenset[str]]:
     """User presets: each needs a name and a non-empty instruction. A user preset may
-    replace a built-in one of the same name (rewrite.presets marks it as the user's)."""
+    replace a built-in one of the same name (rewrite.presets marks it as the user's).
+    Also the names of those routed to the remote model: rewrites stay local unless a
+    preset says ``route = "remote"`` explicitly."""
     if not isinstance(items, list):
         raise ValueError(f"{source}: presets must be a list of [[presets]] tables")
     headers = [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[presets]]"]
     presets: dict[str, str] = {}
+    remote: set[str] = set()
     for i, item in enumerate(items):
         where = f"{source}:{headers[i]}" if i < len(headers) else f"{source}: presets[{i}]"
         name = item.get("name") if isinstance(item, dict) else None
@@ -102,5 +107,10 @@ def _presets(items: Any, source: str, text: str) -> dict[str, str]:
             raise ValueError(f"{where}: preset {name!r} needs a non-empty instruction")
         if name in presets:
             raise ValueError(f"{where}: preset {name!r} is defined twice")
+        route = item.get("route", "local")
+        if route not in ("local", "remote"):
+            raise ValueError(f'{where}: preset {name!r}: route must be "local" or "remote"')
+        if route == "remote":
+            remote.add(name)
         presets[name] = instruction
-    return presets
+    return presets, frozenset(remote)

@@ -19,13 +19,19 @@ from PySide6.QtCore import QObject, QSocketNotifier, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
+from daemon.config import Config
 from daemon.errors import HearthError
 from daemon.paths import Paths
 from gui import icons
 from gui.chat_window import ChatWindow
 from gui.connection import DaemonConnection, State
 from gui.first_run import FirstRun, TrayState
+from gui.hotkeys import DEFAULTS, PRESET_PREFIX, HotkeyService
+from gui.ipc import TrayServer, socket_path
+from gui.plugins_menu import PluginsMenu
 from gui.privacy import PrivacyWindow
+from gui.rewriter import SelectionRewriter
+from gui.selection import Keys, platform_keys
 from gui.settings import SettingsWindow
 from gui.tray import Tray
 
@@ -34,7 +40,12 @@ TRAY_WAIT_MS = 10_000  # at login the panel may start after us: wait before doin
 
 
 class Hearth(QObject):
-    def __init__(self, paths: Paths, connection: DaemonConnection) -> None:
+    def __init__(
+        self, paths: Paths, connection: DaemonConnection, hotkeys: HotkeyService | None = None,
+        keys: Keys | None = None,
+    ) -> None:  # fmt: skip
+        """``hotkeys``: the global hotkey service (main() makes the platform's; without
+        one, none is registered). ``keys``: what types the copy and paste keystrokes."""
         super().__init__()
         self.paths = paths
         self.conn = connection
@@ -49,6 +60,16 @@ class Hearth(QObject):
         self.first_run = FirstRun(connection, TrayState(paths.data / "tray.json"))
         self.first_run.vaultChanged.connect(self._vault_changed)
         self.tray = Tray(self)
+        self.rewriter = SelectionRewriter(connection, keys, self.tray.notify, self)
+        self.rewriter.popup_shown.connect(lambda _: self._rewriting(True))
+        self.rewriter.finished.connect(lambda _: self._rewriting(False))
+        self.popup_open = False
+        self.hotkeys = hotkeys
+        self.plugins = PluginsMenu(connection, self.tray.notify, hotkeys, self)
+        self.tray.add_section(self.plugins.section)
+        self.plugins.busy.connect(self._set_busy)
+        self.hotkey_notices: dict[str, tuple[str, str]] = {}  # action -> (keys, problem) told
+        self.keep_alive: float = Config().keep_alive
         self.conn.stateChanged.connect(lambda _: self._update_look())
         self.conn.connected.connect(self._on_connected)
         self.conn.disconnected.connect(self._on_disconnected)
@@ -59,6 +80,72 @@ class Hearth(QObject):
         self.error = ""
         self.refresh()
         self.first_run.check()
+        self.conn.call("prefs.get").finished.connect(self._prefs)
+
+    def _prefs(self, result: dict[str, Any]) -> None:
+        """The hotkeys as configured now, and a warm model for the first rewrite."""
+        self.keep_alive = float(result["prefs"].get("keep_alive", self.keep_alive))
+        self.rewriter.set_presets(result.get("presets", []))
+        self.apply_hotkeys(result["prefs"].get("hotkeys", {}))
+        hotkeys = self.hotkeys
+        bound = hotkeys is not None and "rewrite" in hotkeys.sequences
+        if bound and self.keep_alive != 0 and hotkeys and "rewrite" not in hotkeys.problems:
+            self.rewriter.warm()
+
+    # -- hotkeys -------------------------------------------------------------------------
+
+    def apply_hotkeys(self, configured: dict[str, str]) -> None:
+        """Bind what config.toml's [hotkeys] says (the defaults where it is silent), and
+        say once which combination could not be had, and why."""
+        if self.hotkeys is None:
+            return
+        wanted = {**DEFAULTS, **configured}
+        for action in list(self.hotkeys.handlers):
+            if self._handler(action) is not None and not wanted.get(action, "").strip():
+                self.hotkeys.unbind(action)
+                self.hotkey_notices.pop(action, None)
+        for action, sequence in wanted.items():
+            handler = self._handler(action)
+            if handler is None or not sequence.strip():
+                continue
+            same = self.hotkeys.sequences.get(action) == sequence
+            if same and action not in self.hotkeys.problems:
+                continue
+            problem = self.hotkeys.bind(action, sequence, handler)
+            if problem and self.hotkey_notices.get(action) != (sequence, problem):
+                self.tray.notify(f"{sequence} is not available", problem, error=True)
+            self.hotkey_notices[action] = (sequence, problem)
+
+    def _handler(self, action: str) -> Callable[[], None] | None:
+        """The tray's own actions; others (plugins') bind themselves."""
+        if action == "rewrite":
+            return lambda: self.rewriter.trigger()
+        if action == "open_chat":
+            return self.show_chat
+        if action.startswith(PRESET_PREFIX):
+            preset = action.removeprefix(PRESET_PREFIX)
+            return lambda: self.rewriter.trigger(preset)
+        return None
+
+    def _rewriting(self, open_: bool) -> None:
+        if open_ != self.popup_open:
+            self.popup_open = open_
+            self._set_busy(open_)
+
+    def rewrite_selection(
+        self, preset: str | None, options: dict[str, Any], reply: Callable[[str], None]
+    ) -> None:
+        """`hearth rewrite --selection`, through the tray's socket: what the hotkey does."""
+        if self.rewriter.busy:
+            reply("busy")
+            return
+
+        def done(how: str) -> None:
+            self.rewriter.finished.disconnect(done)
+            reply(how)
+
+        self.rewriter.finished.connect(done)
+        self.rewriter.trigger(preset, options)
 
     def _on_disconnected(self, why: str) -> None:
         if self.conn.state is State.OFFLINE:
@@ -125,8 +212,9 @@ class Hearth(QObject):
 
     def show_settings(self) -> None:
         if self.settings is None:
-            self.settings = SettingsWindow(self.conn)
+            self.settings = SettingsWindow(self.conn, self.hotkeys)
             self.settings.finished.connect(lambda _: self.refresh())
+            self.settings.hotkeys_saved.connect(self.apply_hotkeys)
         else:
             self.settings.load()
         _raise(self.settings)
@@ -260,7 +348,9 @@ def _quit_on_signals(app: QApplication) -> tuple[socket.socket, socket.socket, Q
     return reader, writer, notifier  # the caller keeps them alive (and the fds open)
 
 
-def main(argv: list[str] | None = None, autostart: bool = True) -> int:
+def main(
+    argv: list[str] | None = None, autostart: bool = True, window_without_tray: bool = True
+) -> int:
     paths = Paths.from_env()
     setup_logging(paths)
     app = QApplication(argv if argv is not None else sys.argv[:1])
@@ -269,15 +359,30 @@ def main(argv: list[str] | None = None, autostart: bool = True) -> int:
     app.setDesktopFileName("hearth")
     app.setQuitOnLastWindowClosed(False)
     app.setWindowIcon(icons.app_icon())
+    server = TrayServer(socket_path(paths.run))
+    if server.other_tray():  # one tray holds the hotkeys; a second would find them taken
+        log.info("another tray is running: leaving it be")
+        print("Hearth is already running in the tray.", file=sys.stderr)
+        return 0
     connection = DaemonConnection(paths, autostart=autostart)
-    hearth = Hearth(paths, connection)
+    hotkeys = HotkeyService()
+    hearth = Hearth(paths, connection, hotkeys, platform_keys())
+    try:  # the hotkeys work before the daemon answers (pressing one starts it)
+        hearth.apply_hotkeys(Config.load(paths.config_file).hotkeys)
+    except ValueError:
+        hearth.apply_hotkeys({})
+    server.rewrite_selection.connect(hearth.rewrite_selection)
+    server.listen()
     hearth.tray.icon.show()  # shows up by itself if a tray appears later (a panel starting)
     log.info("tray icon shown (pid %d)", os.getpid())
-    QTimer.singleShot(0 if QSystemTrayIcon.isSystemTrayAvailable() else TRAY_WAIT_MS,
-                      lambda: _window_without_tray(app, hearth))  # fmt: skip
+    if window_without_tray:
+        QTimer.singleShot(0 if QSystemTrayIcon.isSystemTrayAvailable() else TRAY_WAIT_MS,
+                          lambda: _window_without_tray(app, hearth))  # fmt: skip
     wake = _quit_on_signals(app)  # noqa: F841 (kept alive while the loop runs)
     connection.open()
     code = app.exec()
     log.info("quitting (status %d)", code)
+    server.close()
+    hotkeys.close()
     connection.close()
     return int(code)

@@ -1,4 +1,5 @@
-"""First run and a locked vault: keep history under a passphrase, unlock, the tiny model.
+"""First run and a locked vault: keep history under a passphrase, unlock, the model
+(gui/model_choice.py: the tiny one, and the catalog model recommended here).
 
 Asked once each: the answers live in the tray's own small state file (no user text),
 so "chat without history" or "got it" are not asked again at every start.
@@ -21,7 +22,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLayout,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection
+from gui.model_choice import ModelChoice
 from gui.widgets import emphasize
 
 MIN_PASSPHRASE = 8
@@ -164,17 +165,6 @@ class UnlockDialog(QDialog):
         self.unlock.setEnabled(True)
 
 
-MODEL_HEADLINE = "Hearth starts with a tiny model (SmolLM2, 135 million parameters)."
-MODEL_INTRO = (
-    "<p>It is fast and runs on any computer. It is good at fixing spelling and grammar, "
-    "rewording a sentence, short summaries and simple questions.</p>"
-    "<p>It is not good at facts (it often makes them up), arithmetic, code, long "
-    "reasoning, or anything recent. For better answers, import a bigger model file "
-    "(GGUF, e.g. a Llama 3.2 3B or Qwen 2.5 7B you downloaded); it stays on this "
-    "computer like everything else.</p>"
-)
-
-
 class FirstRun(QObject):
     """Runs the dialogs a vault's state calls for, each time the daemon connects."""
 
@@ -190,6 +180,7 @@ class FirstRun(QObject):
         self.history_dialog: HistoryDialog | None = None
         self.unlock_dialog: UnlockDialog | None = None
         self.intro_dialog: QDialog | None = None
+        self.endpoint: str | None = None  # the hub models are pulled from (None: the default)
 
     def check(self) -> None:
         self.conn.call("vault.status").finished.connect(self._on_status)
@@ -255,22 +246,24 @@ class FirstRun(QObject):
             return
         self.conn.call("models.list").finished.connect(self._maybe_intro)
 
+    def offer_model(self) -> None:
+        """The model screen again, on request (Model ▸ Download a better model…)."""
+        if self.intro_dialog is not None and self.intro_dialog.isVisible():
+            self.intro_dialog.raise_()
+        else:
+            self._show_model_choice()
+
     def _maybe_intro(self, result: dict[str, Any]) -> None:
         default = next(
             (m for m in result.get("models", []) if m["name"] == result.get("default")), None
         )
         if default is None or not default.get("builtin") or self.intro_dialog is not None:
             return
-        dialog = QDialog(self.parent_widget)
-        layout = _intro(dialog, "About Hearth's model", MODEL_HEADLINE, MODEL_INTRO)
-        buttons = QDialogButtonBox(dialog)
-        importing = QPushButton("Import a model file…", dialog)
-        buttons.addButton(importing, QDialogButtonBox.ButtonRole.ActionRole)
-        ok = buttons.addButton("Got it", QDialogButtonBox.ButtonRole.AcceptRole)
-        ok.setDefault(True)
-        ok.clicked.connect(dialog.accept)
-        importing.clicked.connect(lambda: self._import(dialog))
-        layout.addWidget(buttons)
+        self._show_model_choice()
+
+    def _show_model_choice(self) -> None:
+        dialog = ModelChoice(self.conn, self.parent_widget, self.endpoint, self._import)
+        dialog.setWindowIcon(icons.app_icon())
         dialog.finished.connect(lambda _: self.state.set("seen_model_intro"))
         dialog.setWindowModality(Qt.WindowModality.NonModal)
         self.intro_dialog = dialog

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection, Reply
+from gui.hotkeys import DEFAULTS, PRESET_PREFIX, HotkeyService
 from gui.widgets import Banner, Tone, emphasize, follow_palette
 
 KEEP_ALIVE = [("Unload at once", 0), ("1 minute", 60), ("5 minutes", 300),
@@ -72,9 +73,15 @@ class PresetDialog(QDialog):
 
 
 class SettingsWindow(QDialog):
-    def __init__(self, connection: DaemonConnection, parent: QWidget | None = None) -> None:
+    hotkeys_saved = Signal(dict)  # the [hotkeys] table as saved: the tray binds it
+
+    def __init__(
+        self, connection: DaemonConnection, hotkeys: HotkeyService | None = None,
+        parent: QWidget | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(parent)
         self.conn = connection
+        self.hotkeys = hotkeys
         self.setWindowTitle("Hearth Settings")
         self.setWindowIcon(icons.app_icon())
         self.resize(620, 520)
@@ -191,24 +198,62 @@ class SettingsWindow(QDialog):
         return tab
 
     def _hotkeys_tab(self) -> QWidget:
+        """One row per action: the tray's own, then "rewrite with <preset>" for each
+        preset (optional). Each row says whether its hotkey works, and if not, why."""
         tab = QWidget()
-        form = QFormLayout(tab)
+        self.hotkey_form = QFormLayout(tab)
         self.hotkey_edits: dict[str, QKeySequenceEdit] = {}
-        for action, label in HOTKEYS:
-            edit = QKeySequenceEdit(tab)
-            edit.setAccessibleName(label)
-            edit.setClearButtonEnabled(True)
-            edit.setMaximumSequenceLength(1)
-            edit.editingFinished.connect(self._save_hotkeys)
-            self.hotkey_edits[action] = edit
-            form.addRow(label, edit)
+        self.hotkey_status: dict[str, QLabel] = {}
         note = QLabel(
-            "Saved with your settings, for Hearth's global hotkeys. This version does not "
-            "register them yet: they take effect when an update adds them."
+            "Global hotkeys work in every application: select some text anywhere, press "
+            "the rewrite hotkey, and pick Replace. On Wayland desktops without the global "
+            "shortcuts portal, bind the command `hearth rewrite --selection` to a shortcut "
+            "in your desktop's keyboard settings instead."
         )
         note.setWordWrap(True)
-        form.addRow(note)
+        self.hotkey_form.addRow(note)
+        for action, label in HOTKEYS:
+            self._hotkey_row(action, label)
+        if self.hotkeys is not None:
+            self.hotkeys.changed.connect(self._show_hotkey_status)
         return tab
+
+    def _hotkey_row(self, action: str, label: str) -> None:
+        edit = QKeySequenceEdit(self)
+        edit.setAccessibleName(label)
+        edit.setClearButtonEnabled(True)
+        edit.setMaximumSequenceLength(1)
+        edit.editingFinished.connect(self._save_hotkeys)
+        status = QLabel(self)
+        status.setWordWrap(True)
+        status.setAccessibleName(f"{label}: status")
+        self.hotkey_edits[action] = edit
+        self.hotkey_status[action] = status
+        self.hotkey_form.addRow(label, edit)
+        self.hotkey_form.addRow("", status)
+
+    def _show_hotkey_rows(self, presets: list[dict[str, Any]]) -> None:
+        """A row per preset (added as presets appear; a removed one's row goes)."""
+        names = {PRESET_PREFIX + p["name"]: p["name"] for p in presets}
+        for action in [a for a in self.hotkey_edits if a.startswith(PRESET_PREFIX)]:
+            if action not in names:
+                self.hotkey_form.removeRow(self.hotkey_edits.pop(action))
+                self.hotkey_form.removeRow(self.hotkey_status.pop(action))
+        for action, name in names.items():
+            if action not in self.hotkey_edits:
+                self._hotkey_row(action, f"Rewrite with “{name}”")
+
+    def _show_hotkey_status(self) -> None:
+        for action, label in self.hotkey_status.items():
+            problem = self.hotkeys.problems.get(action, "") if self.hotkeys else ""
+            active = self.hotkeys is not None and action in self.hotkeys.sequences
+            if problem:
+                label.setText(f"Not available: {problem}")
+                label.setStyleSheet("color: #D93636;")  # the error accent of gui/widgets.py
+            else:
+                label.setText("Active" if active else "")
+                label.setStyleSheet("")
+            label.setVisible(bool(label.text()))
 
     def _network_tab(self) -> QWidget:
         tab = QWidget()
@@ -283,8 +328,11 @@ class SettingsWindow(QDialog):
             self.keep_alive.addItem(f"{prefs['keep_alive']:g} seconds", prefs["keep_alive"])
             index = self.keep_alive.count() - 1
         self.keep_alive.setCurrentIndex(index)
+        self._show_hotkey_rows(result["presets"])
+        hotkeys = {**DEFAULTS, **prefs["hotkeys"]}
         for action, edit in self.hotkey_edits.items():
-            edit.setKeySequence(QKeySequence(prefs["hotkeys"].get(action, "")))
+            edit.setKeySequence(QKeySequence(hotkeys.get(action, "")))
+        self._show_hotkey_status()
         self._show_presets(result)
         self._select_default_model()
 
@@ -388,11 +436,14 @@ class SettingsWindow(QDialog):
             )
 
     def _save_hotkeys(self) -> None:
-        keys = {
-            action: edit.keySequence().toString(QKeySequence.SequenceFormat.PortableText)
-            for action, edit in self.hotkey_edits.items()
-        }
-        self._set_pref("hotkeys", keys)
+        saved = getattr(self, "prefs", {}).get("hotkeys", {})
+        keys = {}
+        for action, edit in self.hotkey_edits.items():
+            sequence = edit.keySequence().toString(QKeySequence.SequenceFormat.PortableText)
+            if sequence or action in DEFAULTS or action in saved:  # "" turns one off
+                keys[action] = sequence
+        reply = self._call("prefs.set", {"key": "hotkeys", "value": keys})
+        reply.finished.connect(lambda r: self.hotkeys_saved.emit(r["value"]))
 
     def _chosen_preset(self) -> dict[str, Any] | None:
         item = self.preset_list.currentItem()

@@ -127,6 +127,7 @@ class Tray(QObject):
             )
             group.addAction(action)
             sub.addAction(action)
+        sub.addAction("Download a better model…", self.hearth.first_run.offer_model)
         sub.addSeparator()
         unload = sub.addAction("Unload now", self.hearth.unload_models)
         unload.setEnabled(bool(runners))

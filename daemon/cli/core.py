@@ -89,6 +89,10 @@ def _continue_in(base: dict[str, Any], result: dict[str, Any]) -> bool:
 
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
+    if args.selection and not args.list:  # the tray connects, not us
+        from daemon.cli.selection import rewrite_selection
+
+        return rewrite_selection(args.preset, common.options(args))
     client = common.client()
     if args.list:
         for preset in client.call("rewrite.presets")["presets"]:
@@ -99,13 +103,15 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
                     if not preset.get("replaces_builtin")
                     else "(yours, replaces the built-in) "
                 )
+            if preset.get("route") == "remote":
+                mark += "(remote model) "
             print(f"{preset['name']:<14} {mark}{preset['instruction']}")
         return 0
     hint.first_use(client, common.paths())
     text = " ".join(args.text) if args.text else sys.stdin.read()
     params = {
         "text": text,
-        "preset": args.preset,
+        "preset": args.preset or "rewrite",
         "model": args.model,
         "options": common.options(args),
     }
@@ -192,8 +198,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = sub.add_parser("rewrite", help="rewrite text with a preset (reads stdin without TEXT)")
     p.add_argument("text", nargs="*", help="the text to rewrite; omit to read stdin")
-    p.add_argument("-p", "--preset", default="rewrite", help="preset name (see --list)")
+    p.add_argument("-p", "--preset", help="preset name (see --list); default: rewrite")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument(
+        "--selection", action="store_true",
+        help="rewrite the text selected in the focused app, in a popup, and paste the result "
+        "over it (bind this to a keyboard shortcut; default preset: the last one used)",
+    )  # fmt: skip
     common.generation_flags(p)
     p.set_defaults(func=cmd_rewrite)
 

@@ -17,7 +17,7 @@ def cmd_tray(args: argparse.Namespace) -> int:
         return 1
     from gui.app import main  # Qt is loaded here and only here: the daemon never imports it
 
-    return main(autostart=not args.no_start)
+    return main(autostart=not args.no_start, window_without_tray=not args.hidden)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,4 +31,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--no-start", action="store_true", help="never start the daemon; wait for one to answer"
     )
+    p.add_argument(
+        "--hidden", action="store_true",
+        help="open no window, even on a desktop with no system tray (hotkeys only; "
+        "what `hearth rewrite --selection` starts)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_tray)

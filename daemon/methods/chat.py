@@ -75,6 +75,10 @@ async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         )
     messages = rewrite_messages(available[name], text)
     params = {**params, "options": {"temperature": 0.2, **(params.get("options") or {})}}
+    if name in call.app.config.remote_presets:  # the user routed this preset explicitly
+        remote = {k: v for k, v in params.items() if k != "model"}  # a local model's name
+        remote.update(route="remote", messages=messages)
+        return await remote_chat(call, remote, "rewrite.delta", RewriteCleaner())
     ratio, extra = bound(name, call.app.config.presets)  # options.max_tokens overrides
     defaults = {"bound": {"text": text, "ratio": ratio, "extra": extra}}
     defaults.update(sampling_defaults(call.app.config))
@@ -100,6 +104,7 @@ async def presets_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:
                 "instruction": instruction,
                 "source": "user" if name in user else "builtin",
                 "replaces_builtin": name in user and name in BUILTIN,
+                "route": "remote" if name in call.app.config.remote_presets else "local",
             }
             for name, instruction in presets(user).items()
         ]

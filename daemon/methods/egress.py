@@ -25,6 +25,7 @@ from daemon.egress.settings import Remote
 from daemon.errors import Cancelled, InvalidParams
 from daemon.methods import params as p
 from daemon.methods.session import isolation
+from daemon.presets import RewriteCleaner
 from daemon.rpc import Call, Register
 
 TEST_HOOKS = "HEARTH_TEST_HOOKS"
@@ -218,9 +219,13 @@ async def _pull_catalog(call: Call, params: dict[str, Any]) -> dict[str, Any]:
 # -- chat with route "remote" ------------------------------------------------------------
 
 
-async def remote_chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
+async def remote_chat(
+    call: Call, params: dict[str, Any], event: str = "chat.delta",
+    cleaner: RewriteCleaner | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """A chat answered by the configured remote server, through the gateway. Called by
-    chat for any route other than "local"; there is never a fallback to the local model."""
+    chat for any route other than "local", and by rewrite for a preset routed "remote";
+    there is never a fallback to the local model. ``cleaner``: a rewrite's clean-up."""
     route = params.get("route")
     if route != "remote":
         raise InvalidParams("route must be 'local' or 'remote'", field="route")
@@ -228,7 +233,7 @@ async def remote_chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     options = {k: v for k, v in p.generation_options(params).items() if k not in p.LOCAL_ONLY}
     egress = _egress(call)
     client, model = egress.remote_client(p.optional_str(params, "model"))
-    send = _sender(call, "chat.delta")
+    send = _sender(call, event)
     stopped = _stop_flag(call, egress)
     pieces: list[str] = []
 
@@ -236,7 +241,10 @@ async def remote_chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         if stopped():
             raise Cancelled("cancelled")
         pieces.append(text)
-        send({"text": text})
+        if cleaner is not None:
+            text = cleaner.feed(text)
+        if text:
+            send({"text": text})
 
     if stopped():
         raise Cancelled("cancelled before it started")
@@ -250,6 +258,11 @@ async def remote_chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         )  # fmt: skip
     except Cancelled:
         text, finish, answered_by, usage = "".join(pieces), "cancelled", model, {}
+    if cleaner is not None:
+        rest = cleaner.feed("", final=True)
+        if rest:
+            call.notify(event, {"id": call.id, "text": rest})
+        text = cleaner.text
     return {
         "text": text,
         "finish_reason": finish or "stop",

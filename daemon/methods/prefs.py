@@ -37,7 +37,8 @@ from daemon.rpc import Call, Register
 PREFS = ("engine", "default_model", "keep_alive", "hotkeys")
 PRESET_NAME = re.compile(r"^[\w][\w .-]{0,39}$")
 MAX_INSTRUCTION = 2000
-HOTKEY_ACTION = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# "rewrite", "open_chat", or a namespaced one: "rewrite:<preset name>", "plugin:<name>"
+HOTKEY_ACTION = re.compile(r"^[a-z][a-z0-9_]{0,31}(:[\w][\w .-]{0,39})?$")
 
 
 # -- the file ----------------------------------------------------------------------------
@@ -155,7 +156,8 @@ def _pref_value(app: App, key: str, value: Any) -> Any:
         for k, v in value.items()
     ):
         raise InvalidParams(
-            "hotkeys must map action names (a-z, 0-9, _) to key sequences like 'Ctrl+Alt+R'",
+            "hotkeys must map action names (a-z, 0-9, _; 'rewrite:<preset>' for a preset) "
+            "to key sequences like 'Ctrl+Alt+R'",
             field="value",
         )
     return {k: v.strip() for k, v in value.items()}

@@ -113,6 +113,7 @@ def test_rewrite_list_marks_the_users_own_presets() -> None:
     home = make_home(
         '[[presets]]\nname = "proofread"\ninstruction = "Fix typos only."\n'
         '[[presets]]\nname = "pirate"\ninstruction = "Talk like a pirate."\n'
+        '[[presets]]\nname = "polish"\ninstruction = "Polish it."\nroute = "remote"\n'
     )
     try:
         result = hearth("rewrite", "--list", env=home_env(home))
@@ -120,6 +121,7 @@ def test_rewrite_list_marks_the_users_own_presets() -> None:
         lines = {ln.split()[0]: ln for ln in result.stdout.splitlines()}
         assert "(yours, replaces the built-in) Fix typos only." in lines["proofread"]
         assert "(yours) Talk like a pirate." in lines["pirate"]
+        assert "(yours) (remote model) Polish it." in lines["polish"]
         assert "(yours" not in lines["concise"]
     finally:
         hearth("down", env=home_env(home))

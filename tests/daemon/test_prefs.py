@@ -50,6 +50,7 @@ def test_prefs_get_reports_the_config_and_the_presets_sources(prefs_daemon: Daem
         "instruction": "Rewrite this text as a pirate would say it.",
         "source": "user",
         "replaces_builtin": False,
+        "route": "local",
     }
 
 
@@ -92,8 +93,26 @@ def test_presets_added_edited_and_removed_survive_a_daemon_restart(
         restarted.stop()
 
 
+def test_a_preset_routed_remote_by_hand_stays_remote_when_settings_edit_it() -> None:
+    """Settings edits a preset's name and instruction only: the `route` the user wrote
+    by hand is kept (losing it would be safe, but would quietly change where it runs)."""
+    home = make_home(HAND_WRITTEN + 'route = "remote"\n')
+    daemon = start_daemon(home)
+    try:
+        with daemon.client() as c:
+            c.call("rewrite.presets.update", {"name": "pirate", "new_name": "buccaneer",
+                                              "instruction": "Say it as a buccaneer."})  # fmt: skip
+            routes = {p["name"]: p["route"] for p in c.call("rewrite.presets")["presets"]}
+        assert routes["buccaneer"] == "remote" and routes["proofread"] == "local"
+        assert 'route = "remote"' in config_text(daemon)
+    finally:
+        daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def test_hotkeys_and_engine_are_stored_for_the_tray(prefs_daemon: Daemon) -> None:
-    keys = {"rewrite": "Ctrl+Alt+R", "open_chat": ""}
+    keys = {"rewrite": "Ctrl+Alt+R", "open_chat": "", "rewrite:key-points": "Ctrl+Alt+K",
+            "rewrite:short poem": "Meta+P"}  # fmt: skip
     with prefs_daemon.client() as c:
         c.call("prefs.set", {"key": "hotkeys", "value": keys})
         c.call("prefs.set", {"key": "engine", "value": "llamacpp"})
@@ -112,6 +131,7 @@ def test_bad_values_are_refused_by_field_and_nothing_is_written(prefs_daemon: Da
             ("prefs.set", {"key": "keep_alive", "value": "soon"}, "value"),
             ("prefs.set", {"key": "colour", "value": 1}, "key"),
             ("prefs.set", {"key": "hotkeys", "value": {"Bad Name": "x"}}, "value"),
+            ("prefs.set", {"key": "hotkeys", "value": {"rewrite:a/b": "x"}}, "value"),
             ("rewrite.presets.add", {"name": "proofread", "instruction": "x"}, "name"),
             ("rewrite.presets.add", {"name": "a/b", "instruction": "x"}, "name"),
             ("rewrite.presets.add", {"name": "ok", "instruction": ""}, "instruction"),

@@ -69,6 +69,23 @@ def test_config_defaults_and_user_presets(tmp_path: Path) -> None:
     assert config.keep_alive == 0 and config.presets == {"pirate": "Arr."}
 
 
+def test_a_preset_goes_to_the_remote_model_only_when_it_says_route_remote(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[[presets]]\nname = "here"\ninstruction = "A."\n'
+        '[[presets]]\nname = "also-here"\ninstruction = "B."\nroute = "local"\n'
+        '[[presets]]\nname = "big"\ninstruction = "C."\nroute = "remote"\n'
+    )
+    config = Config.load(path)
+    assert config.remote_presets == {"big"} and set(config.presets) == {"here", "also-here", "big"}
+    assert Config().remote_presets == frozenset()
+    path.write_text('[[presets]]\nname = "x"\ninstruction = "A."\nroute = "cloud"\n')
+    with pytest.raises(ValueError, match=r"config\.toml:1: preset 'x': route must be"):
+        Config.load(path)
+
+
 @pytest.mark.parametrize(
     "text", ['engine = "gpu"', "keep_alive = 'x'", "nonsense = 1", "[[presets]]\nname = 1", "= ="]
 )

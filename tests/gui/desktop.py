@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtGui import QColor, QImage
@@ -78,9 +83,9 @@ class Desktop:
                     proc.wait()
 
 
-def start_desktop() -> Desktop:
-    """Xvfb on a free display (it picks one: -displayfd) and trayer along the bottom."""
-    for tool in ("Xvfb", "trayer", "xdotool"):
+def start_xvfb() -> Desktop:
+    """Xvfb on a free display (it picks one: -displayfd), nothing else on it."""
+    for tool in ("Xvfb", "trayer", "xdotool", "xclip"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: run `bash tests/system-deps.sh` first")
     read, write = os.pipe()
@@ -94,7 +99,12 @@ def start_desktop() -> Desktop:
     if not number:
         xvfb.kill()
         pytest.fail("Xvfb did not start")
-    desk = Desktop(f":{number}", [xvfb])
+    return Desktop(f":{number}", [xvfb])
+
+
+def start_desktop() -> Desktop:
+    """Xvfb and trayer along the bottom."""
+    desk = start_xvfb()
     trayer = subprocess.Popen(
         ["trayer", "--edge", "bottom", "--align", "right", "--widthtype", "request",
          "--height", "32", "--transparent", "false", "--tint", "0x2b2b2b", "--expand", "true",
@@ -123,3 +133,87 @@ def flame_pixels(image: QImage, x0: int, y0: int, x1: int, y1: int) -> list[tupl
             ):
                 found.append((x, y))
     return found
+
+
+def wait_log(log: Path, pattern: str, after: int = 0, timeout: float = 60) -> re.Match[str]:
+    """The first line matching ``pattern`` past byte ``after`` of the tray's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        found = re.search(pattern, text[after:])
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not in the tray's log:\n{text[after:][-3000:]}")
+
+
+def log_size(log: Path) -> int:
+    return log.stat().st_size if log.exists() else 0
+
+
+class TextApp:
+    """tests/gui/text_app.py running on the desktop: "any application" with a text field."""
+
+    def __init__(self, desk: Desktop, text: str, clipboard: str | None = None) -> None:
+        args = [sys.executable, str(HERE / "text_app.py"), text]
+        if clipboard is not None:
+            args += ["--clipboard", clipboard]
+        self.desk = desk
+        self.proc = subprocess.Popen(args, env=desk.env, stdout=subprocess.PIPE, text=True)
+        desk.procs.append(self.proc)
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        ready = self.next_event(60)
+        assert ready["event"] == "ready", ready
+        self.text = ready["text"]
+        deadline = time.monotonic() + 30
+        while not desk.windows("Hearth test field"):
+            assert time.monotonic() < deadline, "the text field did not show"
+            time.sleep(0.1)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def next_event(self, timeout: float) -> dict[str, Any]:
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the text app said nothing in {timeout} s") from None
+
+    def wait_text(self, timeout: float = 60) -> tuple[str, float]:
+        """The field's text after its next change, and when it changed (monotonic)."""
+        event = self.next_event(timeout)
+        while not self.events.empty():  # a paste may be a removal then an insertion
+            event = self.events.get()
+        self.text = event["text"]
+        return self.text, float(event["t"])
+
+    def changed(self) -> bool:
+        return not self.events.empty()
+
+    def point(self, x: int = 300, y: int = 180) -> None:
+        """The pointer over the field: with no window manager, X gives the keyboard to
+        the window under the pointer."""
+        self.desk.xdotool("mousemove", str(x), str(y))
+
+    def select_all(self) -> None:
+        self.point()
+        self.desk.xdotool("click", "1")
+        self.desk.xdotool("key", "ctrl+a")
+
+    def window(self) -> str:
+        """Its top-level window's X id."""
+        return self.desk.xdotool(
+            "search", "--pid", str(self.proc.pid), "--name", "^Hearth test field$"
+        ).split()[-1]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def clipboard(desk: Desktop, target: str = "UTF8_STRING") -> str:
+    """What another application reads from the clipboard (xclip, a client of its own)."""
+    return desk.run("xclip", "-selection", "clipboard", "-o", "-t", target, timeout=20)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from daemon.client import Client
 from daemon.paths import Paths
 from tests.conftest import make_home
 from tests.gui.conftest import ARTIFACTS, SLOW
-from tests.gui.desktop import Desktop, flame_pixels, start_desktop
+from tests.gui.desktop import Desktop, flame_pixels, log_size, start_desktop, wait_log
 
 pytestmark = pytest.mark.timeout(SLOW)  # they wait for the model
 ANSWER_S = 240  # an answer on a loaded 2-core machine can crawl
@@ -32,22 +31,6 @@ def desktop() -> Iterator[Desktop]:
     desk = start_desktop()
     yield desk
     desk.stop()
-
-
-def wait_log(log: Path, pattern: str, after: int = 0, timeout: float = 60) -> re.Match[str]:
-    """The first line matching ``pattern`` past byte ``after`` of the tray's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
-        found = re.search(pattern, text[after:])
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} not in the tray's log:\n{text[after:][-3000:]}")
-
-
-def log_size(log: Path) -> int:
-    return log.stat().st_size if log.exists() else 0
 
 
 def daemon_pid(paths: Paths) -> int:

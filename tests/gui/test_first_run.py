@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
 from gui.connection import DaemonConnection
 from gui.first_run import FirstRun, TrayState
+from gui.model_choice import ModelChoice, size
 from tests.conftest import Daemon, make_home, start_daemon
 from tests.gui.conftest import screenshot
 
@@ -119,6 +121,17 @@ def test_the_tiny_model_is_introduced_once(
     text = flow.intro_dialog.findChildren(type(flow.intro_dialog.layout().itemAt(0).widget()))
     words = " ".join(label.text() for label in text)
     assert "tiny model" in words and "not good at" in words and "import" in words
+    with daemon.client() as c:  # the catalog shipped with Hearth, and its pick for here
+        catalog = c.call("models.catalog")
+    best = next(m for m in catalog["models"] if m["name"] == catalog["recommended"])
+    dialog = flow.intro_dialog
+    assert isinstance(dialog, ModelChoice)
+    qtbot.waitUntil(dialog.box.isVisible, timeout=30_000)
+    words = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    assert f"Recommended for this computer: {best['name']}" in words
+    assert size(best["download"]["size_mb"]) in words and best["license"] in words
+    assert "only network call" in words
+    QApplication.processEvents()
     screenshot(flow.intro_dialog, "first-run-model")
     flow.intro_dialog.accept()
     assert TrayState(tmp_path / "tray.json").get("seen_model_intro")

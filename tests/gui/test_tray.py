@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 from gui.app import Hearth
 from gui.connection import DaemonConnection
 from gui.icons import Look
+from gui.model_choice import ModelChoice
 from tests.conftest import Daemon
 from tests.gui.conftest import SLOW
 
@@ -48,28 +49,27 @@ def submenu(menu: QMenu, title: str) -> QMenu:
 
 
 def test_the_menu_is_built_from_sections_with_everything_the_issue_lists(
-    hearth: Hearth,
+    qtbot: QtBot, hearth: Hearth
 ) -> None:
     hearth.tray.menu.aboutToShow.emit()
     assert texts(hearth.tray.menu) == [
-        "Open chat", "Rewrite clipboard", "Model", "Offline mode", "Privacy", "Settings…",
-        "Quit Hearth",
+        "Open chat", "Rewrite clipboard", "Model", "Offline mode", "Privacy", "Plugins",
+        "Settings…", "Quit Hearth",
     ]  # fmt: skip
     assert "proofread" in texts(submenu(hearth.tray.menu, "Rewrite clipboard"))
     models = submenu(hearth.tray.menu, "Model")
     names = texts(models)
     assert names[0].startswith(("Loaded:", "No model loaded"))
     assert any(n.startswith("smollm2") for n in names) and names[-1] == "Unload now"
+    better = next(a for a in models.actions() if a.text() == "Download a better model…")
+    better.trigger()  # the first-run model screen, again
+    qtbot.waitUntil(lambda: hearth.first_run.intro_dialog is not None, timeout=30_000)
+    assert isinstance(hearth.first_run.intro_dialog, ModelChoice)
+    assert hearth.first_run.intro_dialog.isVisible()
+    hearth.first_run.intro_dialog.reject()
     assert texts(submenu(hearth.tray.menu, "Privacy")) == [
         "Audit log…", "What left this machine…",
     ]  # fmt: skip
-
-    def plugins(menu: QMenu) -> None:
-        menu.addMenu("Plugins").addAction("Weather")
-
-    hearth.tray.add_section(plugins)  # how the plugin host (issue 14) will add its own
-    hearth.tray.menu.aboutToShow.emit()
-    assert texts(hearth.tray.menu)[-3:] == ["Plugins", "Settings…", "Quit Hearth"]
 
 
 def test_rewrite_clipboard_puts_the_rewritten_text_back_and_the_icon_shows_work(

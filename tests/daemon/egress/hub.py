@@ -13,8 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 
 from .conftest import QuietHandler
 
@@ -116,3 +120,16 @@ def hub_handler(state: HubState) -> type[QuietHandler]:
                 time.sleep(state.pause)
 
     return Hub
+
+
+@contextmanager
+def running_hub(state: HubState) -> Iterator[str]:
+    """The hub served on a free port of 127.0.0.1 while in the block; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), hub_handler(state))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

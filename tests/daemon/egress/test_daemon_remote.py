@@ -134,3 +134,45 @@ def test_a_remote_route_never_falls_back_to_the_local_model(
         _chat(daemon, route="elsewhere")
     assert OpenAIish.seen == []
     assert daemon.call("status")["runners"] == []  # no local model was started either
+
+
+def test_a_rewrite_preset_routed_remote_goes_through_the_gateway_and_the_others_stay_local(
+    server: str,
+) -> None:
+    """Rewrites stay local unless the user's preset says `route = "remote"`: that one is
+    answered by the remote model (audited, cleaned up as a local rewrite is), never by
+    the local one, and refused while the policy refuses it."""
+    home = make_home(
+        '[[presets]]\nname = "polish"\ninstruction = "Polish this text."\nroute = "remote"\n'
+    )
+    daemon = launch(home)
+    try:
+        daemon.call("net.remote", {"url": server, "model": "big", "api_key": API_KEY})
+        presets = {p["name"]: p["route"] for p in daemon.call("rewrite.presets")["presets"]}
+        assert presets["polish"] == "remote" and presets["proofread"] == "local"
+        OpenAIish.seen.clear()
+        with pytest.raises(EgressDenied, match="Hearth is offline"):
+            daemon.call("rewrite", {"text": "i has a cat", "preset": "polish"})
+        assert daemon.call("status")["runners"] == []  # no fallback to the local model
+
+        daemon.call("net.set_mode", {"mode": "allow-listed"})
+        daemon.call("net.allow", {"host": "127.0.0.1", "caller": "remote.chat"})
+        deltas: list[str] = []
+        with daemon.client() as c:
+            result = c.call(
+                "rewrite", {"text": "i has a cat", "preset": "polish"},
+                lambda method, p: deltas.append(p["text"]) if method == "rewrite.delta" else None,
+            )  # fmt: skip
+        assert result["text"] == "".join(WORDS) == "".join(deltas)
+        assert (result["engine"], result["route"]) == ("remote", "remote")
+        (request,) = OpenAIish.seen
+        assert "i has a cat" in request["messages"][-1]["content"]
+        assert "Polish this text." in json.dumps(request["messages"])
+        assert daemon.call("status")["runners"] == []
+
+        local = daemon.call("rewrite", {"text": "i has a cat", "preset": "proofread",
+                                        "options": {"max_tokens": 8}})  # fmt: skip
+        assert local["engine"] != "remote" and len(OpenAIish.seen) == 1  # not sent out
+    finally:
+        daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
