@@ -15,7 +15,6 @@ changes never interleave.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import re
@@ -192,8 +191,7 @@ async def prefs_set(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidParams(f"unknown preference {key!r}; known: {', '.join(PREFS)}", field="key")
     if "value" not in params:
         raise InvalidParams("value is required", field="value")
-    # default_model is looked up in the registry, which may read a model file: off the loop
-    value = await asyncio.to_thread(_pref_value, call.app, key, params["value"])
+    value = _pref_value(call.app, key, params["value"])
     doc = _read(call.app.paths.config_file)
     if key == "hotkeys":
         table = tomlkit.table()
