@@ -19,6 +19,7 @@ clients match on (never on the message text)::
     ├── ContextTooLong           -32016
     ├── RunnerFailed             -32017  the model process crashed or was killed
     ├── NotEnoughMemory          -32018  the model cannot fit in the memory available now
+    ├── StructuredOutputFailed   -32019  an answer held to a format ended before its JSON closed
     ├── VaultLocked              -32020
     ├── IntegrityError           -32021  a stored record failed authentication
     ├── StorageFull              -32022  the disk is full: nothing was stored
@@ -115,6 +116,13 @@ class RunnerFailed(HearthError):
 
 class NotEnoughMemory(HearthError):
     code, kind = -32018, "not_enough_memory"
+
+
+class StructuredOutputFailed(HearthError):
+    """An answer held to ``options.format`` could not be completed as valid JSON (the
+    token limit came first, or it began to loop): never passed on as an answer."""
+
+    code, kind = -32019, "structured_output_failed"
 
 
 class VaultLocked(HearthError):

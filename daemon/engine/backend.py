@@ -7,10 +7,19 @@ stop strings, max tokens and cancellation, so every engine behaves the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    from llguidance import LLTokenizer
+    from numpy.typing import NDArray
+
+# Which tokens may come next, among the first `width` (the size of the logits): called
+# before each token is sampled when an answer is held to a format (engine/structured.py).
+Mask = Callable[[int], "NDArray[np.bool_]"]
 
 
 @dataclass(frozen=True)
@@ -48,11 +57,20 @@ class Backend(Protocol):
         """Tokens of an already-templated prompt (special tokens parsed, no extra BOS)."""
         ...
 
-    def generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Token]:
+    def generate(
+        self, prompt: list[int], sampling: Sampling, mask: Mask | None = None
+    ) -> Iterator[Token]:
         """Yield tokens until end-of-generation; the caller stops iterating to stop early.
 
-        Reuses the KV cache of the longest prefix shared with the previous prompt.
+        Reuses the KV cache of the longest prefix shared with the previous prompt. With a
+        ``mask``, every token it does not allow gets a logit of -inf before sampling (and
+        before any penalty), so greedy decoding picks the best allowed token.
         """
+        ...
+
+    def grammar_tokenizer(self) -> LLTokenizer:
+        """The vocabulary (every token's bytes, the end-of-generation tokens) for the
+        constraint engine. Slow to build (~1 s): the runner builds it once, when needed."""
         ...
 
     def close(self) -> None: ...

@@ -6,9 +6,15 @@ import codecs
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from daemon.engine.backend import Sampling, Token
+import numpy as np
+
+from daemon.engine.backend import Mask, Sampling, Token
 from daemon.engine.cpu import omp_environment, usable_cpus
+
+if TYPE_CHECKING:
+    from llguidance import LLTokenizer
 
 
 class LlamaCppBackend:
@@ -49,7 +55,14 @@ class LlamaCppBackend:
     def tokenize(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text.encode(), add_bos=False, special=True))
 
-    def generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Token]:
+    def grammar_tokenizer(self) -> LLTokenizer:
+        from daemon.engine.structured import tokenizer_from_llamacpp
+
+        return tokenizer_from_llamacpp(self.llm)
+
+    def generate(
+        self, prompt: list[int], sampling: Sampling, mask: Mask | None = None
+    ) -> Iterator[Token]:
         self.last_reused_tokens = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], prompt)
         if sampling.seed is not None:
             self.llm.set_seed(sampling.seed)
@@ -66,6 +79,9 @@ class LlamaCppBackend:
             top_p=1.0 if greedy else sampling.top_p,
             min_p=0.0 if greedy else 0.05,
             repeat_penalty=sampling.repeat_penalty,
+            logits_processor=None
+            if mask is None
+            else self._lib.LogitsProcessorList([_masking(mask)]),
         )
         try:
             for tok in stream:
@@ -78,6 +94,16 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def _masking(mask: Mask) -> Any:
+    """A logits processor: llama-cpp-python runs it first in its sampler chain, over
+    every token's logit in id order."""
+
+    def apply(_input_ids: Any, logits: Any) -> Any:
+        return np.where(mask(len(logits)), logits, -np.inf)
+
+    return apply
 
 
 def _common_prefix(a: object, b: list[int]) -> int:

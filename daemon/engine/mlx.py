@@ -12,14 +12,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from daemon.engine.backend import Sampling, Token
+from daemon.engine.backend import Mask, Sampling, Token
 from daemon.engine.gguf import read_gguf
 from daemon.engine.mlx_gguf import build_llama, check_mlx_gguf, gguf_tokenizer, gguf_weights
 from daemon.engine.mlx_gguf import mlx_config as gguf_config
 from daemon.engine.mlx_tokenizer import TextTokenizer, folder_tokenizer
 from daemon.errors import ContextTooLong, EngineUnavailable, InvalidModel, InvalidParams
+
+if TYPE_CHECKING:
+    from llguidance import LLTokenizer
 
 try:
     import mlx.core as mx
@@ -101,12 +104,19 @@ class MLXBackend:
     def tokenize(self, text: str) -> list[int]:
         return self._tokenizer.encode(text)
 
+    def grammar_tokenizer(self) -> LLTokenizer:
+        from daemon.engine.structured import tokenizer_from_hf
+
+        return tokenizer_from_hf(self._tokenizer.tokenizer, self._tokenizer.eog_ids)
+
     def close(self) -> None:
         self._cache, self._cached = [], []
         self._model = None
         mx.clear_cache()
 
-    def generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Token]:
+    def generate(
+        self, prompt: list[int], sampling: Sampling, mask: Mask | None = None
+    ) -> Iterator[Token]:
         if not prompt:
             raise InvalidParams("the prompt is empty")
         if len(prompt) >= self._n_ctx:
@@ -115,9 +125,11 @@ class MLXBackend:
                 tokens=len(prompt),
                 context=self._n_ctx,
             )
-        return self._generate(list(prompt), sampling)
+        return self._generate(list(prompt), sampling, mask)
 
-    def _generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Token]:
+    def _generate(
+        self, prompt: list[int], sampling: Sampling, mask: Mask | None
+    ) -> Iterator[Token]:
         self._generation += 1
         generation = self._generation
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
@@ -130,6 +142,9 @@ class MLXBackend:
             while generation == self._generation:  # a newer generate() ends this one
                 if penalize is not None and made:
                     logits = penalize(mx.array(made[-sampling.repeat_last_n :]), logits[None])[0]
+                if mask is not None:
+                    allowed = mx.array(mask(logits.shape[-1]))
+                    logits = mx.where(allowed, logits, -mx.inf)
                 key, subkey = mx.random.split(key)
                 token = _sample(logits, sampling, subkey).item()
                 assert isinstance(token, int)

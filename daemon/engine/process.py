@@ -17,7 +17,9 @@ from daemon.errors import (
     EngineUnavailable,
     HearthError,
     InvalidModel,
+    InvalidParams,
     RunnerFailed,
+    StructuredOutputFailed,
 )
 
 READY_TIMEOUT = 180.0
@@ -29,6 +31,8 @@ _LOAD_ERRORS: dict[str, type[HearthError]] = {
 _ERRORS: dict[str, type[HearthError]] = {
     "context_too_long": ContextTooLong,
     "runner_failed": RunnerFailed,
+    "invalid_params": InvalidParams,
+    "structured_output_failed": StructuredOutputFailed,
 }
 
 

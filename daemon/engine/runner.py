@@ -7,7 +7,8 @@ original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt the
     in:  {"op": "generate", "rid": 7, "messages": [...], "max_tokens": 128, "stop": [...],
           "temperature": 0.2, "top_p": 0.9, "seed": null, "repeat_penalty": 1.1,
           "repeat_last_n": 64, "loop_guard": true, "priority": "interactive",
-          "bound": {"text": "...", "ratio": 1.5, "extra": 32}}   (a rewrite's length bound)
+          "bound": {"text": "...", "ratio": 1.5, "extra": 32},   (a rewrite's length bound)
+          "format": {JSON Schema}}                                (engine/structured.py)
          {"op": "cancel", "rid": 7}
     out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123,
           "isolation": {"netns": true, "seccomp": true, "confined": true, ...}}
@@ -38,7 +39,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from daemon.engine.answer import AnswerText
 from daemon.engine.backend import Backend, Sampling
@@ -46,7 +47,11 @@ from daemon.engine.context import ContextWindow
 from daemon.engine.cpu import CpuShare, lower_this_thread
 from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
+from daemon.engine.structured import Constraint
 from daemon.errors import ContextTooLong, HearthError
+
+if TYPE_CHECKING:
+    from llguidance import LLTokenizer
 
 DELTA_EVERY_S = 0.02  # at most ~50 deltas a second: smooth to read, cheap to carry
 
@@ -73,6 +78,12 @@ class Runner:
         self.cpu = cpu
         self.threads = 0  # what the backend computes with now (0: not set yet)
         self._background: ThreadPoolExecutor | None = None
+        self._grammar_tokenizer: LLTokenizer | None = None  # built by the first format
+
+    def grammar_tokenizer(self) -> LLTokenizer:
+        if self._grammar_tokenizer is None:
+            self._grammar_tokenizer = self.backend.grammar_tokenizer()
+        return self._grammar_tokenizer
 
     def fit_threads(self) -> None:
         """Compute with the CPUs free now. Engines whose thread count can change between
@@ -97,6 +108,10 @@ class Runner:
     def generate_or_report(self, cmd: dict[str, Any]) -> None:
         try:
             self.generate(cmd)
+        except HearthError as exc:  # a typed refusal: a format the vocabulary cannot hold…
+            self.cancelled.discard(int(cmd.get("rid") or 0))
+            self.emit({"event": "error", "rid": cmd.get("rid"), "kind": exc.kind,
+                       "message": exc.message, "data": exc.data})  # fmt: skip
         except Exception as exc:  # report, keep serving: one bad request is not a crash
             self.emit(
                 {"event": "error", "rid": cmd.get("rid"), "kind": "runner_failed",
@@ -130,26 +145,43 @@ class Runner:
             repeat_penalty=float(cmd.get("repeat_penalty", Sampling.repeat_penalty)),
             repeat_last_n=int(cmd.get("repeat_last_n", Sampling.repeat_last_n)),
         )
+        # Held to a JSON Schema, the answer ends where its JSON does (no stop strings); the
+        # loop guard still watches, and a loop ends it as incomplete (see Constraint.value).
+        constraint = None
+        if cmd.get("format") is not None:
+            constraint = Constraint(self.grammar_tokenizer(), cmd["format"])
         answer = AnswerText(
-            cmd.get("stop") or [], LoopGuard() if cmd.get("loop_guard", True) else None
+            [] if constraint else cmd.get("stop") or [],
+            LoopGuard() if cmd.get("loop_guard", True) else None,
         )
         self.fit_threads()
         finish, count, first = "stop", 0, None
         pending, sent = "", 0.0  # text not yet sent, and when the last delta went
-        for token in self.backend.generate(prompt, sampling):
+        tokens = (
+            self.backend.generate(prompt, sampling, constraint.allowed)
+            if constraint
+            else self.backend.generate(prompt, sampling)
+        )
+        for token in tokens:
             now = time.perf_counter()
             if first is None:
                 first = now
             count += 1
             self.fit_threads()  # another program may have started or stopped
             pending += answer.feed(token)
+            closed = False
+            if constraint:
+                constraint.advance(token.id)
+                closed = constraint.complete  # the JSON closed and nothing may follow it
             # Fast engines make a token every few ms: one delta per DELTA_EVERY_S carries
             # them all, sparing the cores they share a line's work per token.
-            if pending and (now - sent >= DELTA_EVERY_S or answer.finish):
+            if pending and (now - sent >= DELTA_EVERY_S or answer.finish or closed):
                 self.emit({"event": "delta", "rid": rid, "text": pending, "tokens": count})
                 pending, sent = "", now
             if answer.finish:
                 finish = answer.finish
+                break
+            if closed:
                 break
             if rid in self.cancelled:
                 finish = "cancelled"
@@ -180,6 +212,10 @@ class Runner:
         }
         if answer.loop is not None:
             result["repetition"] = {"period": answer.loop.period, "cut": answer.loop.repeated}
+        if constraint:
+            result["timings"]["constraint_ms"] = round(constraint.seconds * 1000, 2)
+            if finish != "cancelled":  # a cancelled answer is partial, and says so
+                result["json"] = constraint.value(answer.text, finish, count)
         self.emit({"event": "done", "rid": rid, "result": result})
 
     def _tokens_of(self, messages: list[dict[str, str]]) -> list[int]:

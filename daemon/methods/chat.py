@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from daemon.config import Config
 from daemon.engine.registry import ModelInfo
 from daemon.engine.scheduler import Job
+from daemon.engine.structured import check_schema
 from daemon.errors import InvalidParams
 from daemon.methods import history
 from daemon.methods import params as p
@@ -26,6 +28,12 @@ async def generate(
     if defaults is None:
         defaults = chat_defaults(app.config)
     job_params = {"messages": messages, **defaults, **p.generation_options(params)}
+    if "format" in job_params:  # refused before it queues; compiling may take ~0.1 s
+        await asyncio.to_thread(check_schema, job_params["format"])
+        if "repeat_penalty" not in (params.get("options") or {}):
+            # JSON repeats its quotes, commas and keys by nature: a penalty on them would
+            # push the model away from closing what the schema asks it to close.
+            job_params["repeat_penalty"] = 1.0
 
     def on_delta(text: str, tokens: int) -> None:
         if cleaner is not None:
@@ -58,6 +66,12 @@ async def generate(
 async def chat(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     turn = await history.begin_turn(call.app, params)  # replays the conversation, if any
     if params.get("route", "local") != "local":
+        if _format_asked(params):
+            raise InvalidParams(
+                "options.format needs a local engine: a remote server's answer cannot be "
+                "held to the schema. Leave out route, or options.format",
+                field="format",
+            )
         # never falls back to the local model
         result = await remote_chat(call, {**params, "messages": turn.prompt})
     else:
@@ -72,6 +86,11 @@ async def rewrite(call: Call, params: dict[str, Any]) -> dict[str, Any]:
     if name not in available:
         raise InvalidParams(
             f"unknown preset {name!r}; available: {', '.join(available)}", field="preset"
+        )
+    if _format_asked(params):
+        raise InvalidParams(
+            "rewrite does not take options.format (its answer is prose); use chat",
+            field="format",
         )
     messages = rewrite_messages(available[name], text)
     params = {**params, "options": {"temperature": 0.2, **(params.get("options") or {})}}
@@ -91,6 +110,11 @@ def sampling_defaults(config: Config) -> dict[str, Any]:
 
 def chat_defaults(config: Config) -> dict[str, Any]:
     return {"max_tokens": config.max_tokens, **sampling_defaults(config)}
+
+
+def _format_asked(params: dict[str, Any]) -> bool:
+    options = params.get("options")
+    return isinstance(options, dict) and options.get("format") is not None
 
 
 async def presets_list(call: Call, params: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from daemon.engine.structured import schema_of
 from daemon.errors import InvalidParams
 
 ROLES = ("system", "user", "assistant")
@@ -59,14 +60,16 @@ OPTIONS = {"temperature", "top_p", "max_tokens", "seed", "stop", "engine", "prio
     "repeat_penalty",
     "repeat_last_n",
     "loop_guard",
+    "format",
 }
 # Hearth's runner's and scheduler's own: never passed on to a remote server
-LOCAL_ONLY = {"repeat_penalty", "repeat_last_n", "loop_guard", "priority"}
+LOCAL_ONLY = {"repeat_penalty", "repeat_last_n", "loop_guard", "priority", "format"}
 
 
 def generation_options(params: dict[str, Any]) -> dict[str, Any]:
     """options → the runner's job fields: only those the request set (defaults are the
-    caller's: see methods/chat.py)."""
+    caller's: see methods/chat.py). A format's schema is only shaped here: chat.generate
+    checks it in full."""
     opts = params.get("options") or {}
     if not isinstance(opts, dict):
         raise InvalidParams("options must be an object", field="options")
@@ -108,6 +111,14 @@ def generation_options(params: dict[str, Any]) -> dict[str, Any]:
                 field="priority",
             )
         job["priority"] = opts["priority"]
+    if opts.get("format") is not None:
+        if "stop" in job:
+            raise InvalidParams(
+                "options.stop cannot be used with options.format: the answer ends where its "
+                "JSON does, and a stop string could cut it in half",
+                field="stop",
+            )
+        job["format"] = schema_of(opts["format"])
     return job
 
 

@@ -114,12 +114,10 @@ class PluginServices:
         except asyncio.CancelledError:
             call.cancel()  # the plugin died or was killed: stop generating for it
             raise
-        return {
-            "text": result["text"],
-            "finish_reason": result["finish_reason"],
-            "tokens": result["tokens"],
-            "model": result["model"],
-        }
+        answer = {key: result[key] for key in ("text", "finish_reason", "tokens", "model")}
+        if "json" in result:  # options.format: the parsed, validated value
+            answer["json"] = result["json"]
+        return answer
 
     async def generate(self, params: dict[str, Any]) -> Any:
         prompt = p.required_str(params, "prompt")

@@ -11,7 +11,7 @@ import base64
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 
 class Channel(Protocol):
@@ -49,17 +49,57 @@ class Model:
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
 
-    def generate(self, prompt: str, *, system: str | None = None, **options: Any) -> str:
-        """The model's answer to ``prompt`` (options: temperature, max_tokens, stop, seed…)."""
-        params: dict[str, Any] = {"prompt": prompt, "options": options}
+    @overload
+    def generate(
+        self, prompt: str, *, system: str | None = None, format: None = None, **options: Any
+    ) -> str: ...
+
+    @overload
+    def generate(
+        self, prompt: str, *, system: str | None = None, format: str | dict[str, Any],
+        **options: Any,
+    ) -> Any: ...  # fmt: skip
+
+    def generate(
+        self, prompt: str, *, system: str | None = None,
+        format: str | dict[str, Any] | None = None, **options: Any,
+    ) -> Any:  # fmt: skip
+        """The model's answer to ``prompt`` (options: temperature, max_tokens, stop, seed…).
+
+        With ``format`` (``"json"`` or a JSON Schema) the answer is held to it and comes
+        back parsed: a dict, list… that matches the schema. An answer that cannot be
+        completed raises ``HearthError`` (kind ``structured_output_failed``)."""
+        params: dict[str, Any] = {"prompt": prompt, "options": _with_format(options, format)}
         if system is not None:
             params["system"] = system
-        return str(self._channel.call("model.generate", params)["text"])
+        return _answer(self._channel.call("model.generate", params), format)
 
-    def chat(self, messages: list[dict[str, str]], **options: Any) -> str:
-        """The model's next message after ``messages`` ([{role, content}, …])."""
-        result = self._channel.call("model.chat", {"messages": messages, "options": options})
-        return str(result["text"])
+    @overload
+    def chat(
+        self, messages: list[dict[str, str]], *, format: None = None, **options: Any
+    ) -> str: ...
+
+    @overload
+    def chat(
+        self, messages: list[dict[str, str]], *, format: str | dict[str, Any], **options: Any
+    ) -> Any: ...
+
+    def chat(
+        self, messages: list[dict[str, str]], *, format: str | dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:  # fmt: skip
+        """The model's next message after ``messages`` ([{role, content}, …]); with
+        ``format``, its parsed value, as for ``generate``."""
+        params = {"messages": messages, "options": _with_format(options, format)}
+        return _answer(self._channel.call("model.chat", params), format)
+
+
+def _with_format(options: dict[str, Any], format: str | dict[str, Any] | None) -> dict[str, Any]:
+    return options if format is None else {**options, "format": format}
+
+
+def _answer(result: dict[str, Any], format: str | dict[str, Any] | None) -> Any:
+    return str(result["text"]) if format is None else result["json"]
 
 
 class Clipboard:
