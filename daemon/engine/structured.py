@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,10 @@ if TYPE_CHECKING:  # imported where used: the daemon itself needs neither (only 
     from llguidance import LLMatcher, LLTokenizer
     from numpy.typing import NDArray
 
-MAX_SCHEMA_BYTES = 64 << 10  # compiling a schema costs ~3 ms per KiB: bounded before it runs
+MAX_SCHEMA_BYTES = 64 << 10  # compiling takes up to ~0.2 s at this size: bounded before it runs
+MAX_SCHEMA_DEPTH = (
+    64  # JSON nesting; the checkers recurse (jsonschema would overflow Python's stack)
+)
 ANY_OBJECT: dict[str, Any] = {"type": "object"}  # what format "json" stands for
 # Compact JSON with the separators models mostly saw in training; no free whitespace.
 _COMPILE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -55,7 +59,29 @@ def schema_of(value: Any) -> dict[str, Any]:
             field="format",
             limit=MAX_SCHEMA_BYTES,
         )
+    depth = _depth(value)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise InvalidParams(
+            f"options.format is nested {depth} levels deep; at most {MAX_SCHEMA_DEPTH} are "
+            "accepted. Use $defs and $ref for deep or repeated parts",
+            field="format",
+            limit=MAX_SCHEMA_DEPTH,
+        )
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (a scalar: 0), without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is not None:
+            deepest = max(deepest, level + 1)
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def check_schema(schema: dict[str, Any]) -> None:
@@ -208,14 +234,27 @@ def incomplete(reason: str, tokens: int) -> StructuredOutputFailed:
 def tokenizer_from_llamacpp(llm: Any) -> LLTokenizer:
     """llama.cpp's vocabulary as llguidance sees it: every token's bytes, via llama.cpp.
 
-    Building it walks the whole vocabulary (~1 s for 49k tokens): the runner keeps it."""
+    The answer may end with the model's EOS or a known end-of-turn token: the MLX
+    tokenizer's rule (llama.cpp also ends on FIM markers such as SmolLM2's <reponame>;
+    allowing those too would let the two engines' masks differ). Building it walks the
+    whole vocabulary (~1 s for 49k tokens): the runner keeps it."""
     import llama_cpp
     from llguidance.llamacpp import lltokenizer_from_vocab
 
+    from daemon.engine.mlx_tokenizer import EOG_TEXTS
+
     vocab = llm._model.vocab
     count = int(llama_cpp.llama_vocab_n_tokens(vocab))
-    ends = [t for t in range(count) if llama_cpp.llama_vocab_is_eog(vocab, t)]
-    return lltokenizer_from_vocab(vocab, n_vocab=int(llm.n_vocab()), eos_token=ends)
+    eos = int(llama_cpp.llama_vocab_eos(vocab))
+    ends = [
+        t
+        for t in range(count)
+        if llama_cpp.llama_vocab_is_eog(vocab, t)
+        and (t == eos or llama_cpp.llama_vocab_get_text(vocab, t).decode() in EOG_TEXTS)
+    ]
+    with warnings.catch_warnings():  # it calls a deprecated alias once per token
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return lltokenizer_from_vocab(vocab, n_vocab=int(llm.n_vocab()), eos_token=ends)
 
 
 def tokenizer_from_hf(tokenizer: Any, ends: Iterable[int]) -> LLTokenizer:
