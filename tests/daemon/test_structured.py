@@ -52,7 +52,8 @@ def test_format_json_gives_a_json_object(client: Client) -> None:
 
 
 def test_without_format_the_result_has_no_json(client: Client) -> None:
-    result = client.call("chat", {"messages": ASK, "store": False, "options": options(max_tokens=4)})
+    params = {"messages": ASK, "store": False, "options": options(max_tokens=4)}
+    result = client.call("chat", params)
     assert "json" not in result and "constraint_ms" not in result["timings"]
 
 
@@ -78,15 +79,13 @@ def test_an_unsupported_schema_is_refused_before_anything_runs(fresh_daemon: Dae
 def test_a_malformed_or_too_large_format_is_invalid_params(
     client: Client, fmt: Any, said: str
 ) -> None:
-    with pytest.raises(InvalidParams, match="options.format") as err:
+    with pytest.raises(InvalidParams, match=r"options\.format") as err:
         client.call("chat", {"messages": ASK, "options": options(format=fmt)})
     assert said in err.value.message and err.value.data["field"] == "format"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_max_tokens_too_small_is_a_typed_error_not_broken_json(
-    client: Client, engine: str
-) -> None:
+def test_max_tokens_too_small_is_a_typed_error_not_broken_json(client: Client, engine: str) -> None:
     deltas: list[str] = []
     with pytest.raises(StructuredOutputFailed) as err:
         client.call(
