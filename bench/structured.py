@@ -130,8 +130,8 @@ def main() -> None:
         client = Client.connect(paths.socket, "bench-structured")
         every = cases()
         spread = every[:: max(1, len(every) // args.mlx_cases)][: args.mlx_cases]
-        print(f"SmolLM2-135M Q4_1, greedy; each case with its schema, then without it for the "
-              f"same number of tokens; tokens/s: median over cases × {args.runs} run(s)")  # fmt: skip
+        print("SmolLM2-135M Q4_1, greedy; each case with its schema, then without it for the "
+              f"same number of tokens; tokens/s: median of cases × {args.runs} run(s)")  # fmt: skip
         print(f"{'':10}{'cases':>7}{'plain tok/s':>14}{'schema tok/s':>14}{'ratio':>9}"
               f"{'mask µs/tok':>14}")  # fmt: skip
         measure(client, "llamacpp", every[: args.cases], args.runs)
