@@ -216,15 +216,14 @@ def _validator(schema: dict[str, Any]) -> Any:
 def incomplete(reason: str, tokens: int) -> StructuredOutputFailed:
     """The answer ended before its JSON closed: never passed on as if it were an answer."""
     why = {
-        "length": f"it reached its limit of {tokens} tokens",
-        "repetition": "it started repeating itself",
-        "context": "the model's context filled up",
+        "length": f"it reached its limit of {tokens} tokens. Raise options.max_tokens, or ask "
+        "for less (shorter strings: maxLength; fewer items: maxItems)",
+        "repetition": "it kept repeating the same tokens. If the repeat is what you asked for, "
+        "set options.loop_guard to false; else bound the schema (maxLength, maxItems)",
+        "context": "the model's context filled up. Shorten the conversation",
     }.get(reason, "it stopped")
     return StructuredOutputFailed(
-        f"the answer ended before its JSON was complete: {why}. Raise options.max_tokens, "
-        "or ask for less (shorter strings: maxLength; fewer items: maxItems)",
-        reason=reason,
-        tokens=tokens,
+        f"the answer ended before its JSON was complete: {why}", reason=reason, tokens=tokens
     )
 
 

@@ -135,3 +135,24 @@ def test_format_is_refused_where_it_cannot_hold(
     with pytest.raises(InvalidParams) as err:
         client.call(method, params)
     assert err.value.data["field"] == field
+
+
+ZEROS = {"type": "array", "items": {"const": 0}, "minItems": 60, "maxItems": 60}
+
+
+def test_a_structured_answer_that_repeats_is_refused_by_the_loop_guard_not_cut(
+    client: Client,
+) -> None:
+    """The guard's cut would break the JSON: the answer ends as an error instead. 60 zeros
+    repeat one block far past the guard's 96 tokens, so the guard must be turned off."""
+    ask = [{"role": "user", "content": "Sixty zeros, please."}]
+    with pytest.raises(StructuredOutputFailed) as err:
+        client.call("chat", {"messages": ask, "store": False,
+                             "options": options(format=ZEROS, max_tokens=400)})  # fmt: skip
+    assert err.value.data["reason"] == "repetition" and "loop_guard" in err.value.message
+    result = client.call(
+        "chat",
+        {"messages": ask, "store": False,
+         "options": options(format=ZEROS, max_tokens=400, loop_guard=False)},
+    )  # fmt: skip
+    assert result["json"] == [0] * 60
