@@ -43,7 +43,7 @@ def chat(client: Client, engine: str, prompt: str, **options: Any) -> dict[str, 
 
 def measure(client: Client, engine: str, picked: list[tuple[str, str]], runs: int) -> None:
     client.call("models.load", {"model": "default", "engine": engine})
-    chat(client, engine, "Hi", format="json", max_tokens=4)  # builds the vocabulary once
+    chat(client, engine, "Hi", format=SCHEMAS["enum"], max_tokens=MAX_TOKENS)  # the vocabulary
     with_schema: list[float] = []
     without: list[float] = []
     mask_ms, mask_tokens = 0.0, 0
@@ -58,7 +58,8 @@ def measure(client: Client, engine: str, picked: list[tuple[str, str]], runs: in
             mask_ms += held["timings"]["constraint_ms"]
             mask_tokens += n
     a, b = statistics.median(with_schema), statistics.median(without)
-    print(f"{engine:10}{len(with_schema):>7}{b:>14.1f}{a:>14.1f}{a / b:>9.3f}"
+    label = {"llamacpp": "llama.cpp", "mlx": "MLX"}[engine]
+    print(f"{label:10}{len(with_schema):>7}{b:>14.1f}{a:>14.1f}{a / b:>9.3f}"
           f"{1000 * mask_ms / mask_tokens:>14.0f}")  # fmt: skip
     client.call("models.unload", {"model": "default"})
 
@@ -129,7 +130,7 @@ def main() -> None:
             time.sleep(0.05)
         client = Client.connect(paths.socket, "bench-structured")
         every = cases()
-        spread = every[:: max(1, len(every) // args.mlx_cases)][: args.mlx_cases]
+        spread = every[:: max(1, len(every) // max(1, args.mlx_cases))][: args.mlx_cases]
         print("SmolLM2-135M Q4_1, greedy; each case with its schema, then without it for the "
               f"same number of tokens; tokens/s: median of cases × {args.runs} run(s)")  # fmt: skip
         print(f"{'':10}{'cases':>7}{'plain tok/s':>14}{'schema tok/s':>14}{'ratio':>9}"

@@ -142,15 +142,16 @@ def _llama_cpp_gap(
     other: list[int],
 ) -> float:  # fmt: skip
     """llama.cpp's logit for its own choice minus the one for MLX's (for a list: the best
-    of those end tokens) after ``prompt + prefix``, under the mask. Re-evaluated in one
-    batch, llama.cpp's logits may differ a little from those it sampled from token by
-    token, so the gap may come out negative."""
+    of those end tokens) after ``prompt + prefix``, under the mask. The answer's tokens
+    are evaluated one at a time, as when they were generated: in one batch, llama.cpp's
+    8-bit activations round differently, enough to flip a near-tie."""
     llm = engine.backend.backend.llm
     constraint = Constraint(engine.runner.grammar_tokenizer(), SCHEMAS[name])
+    llm.reset()
+    llm.eval(prompt)
     for token in prefix:
         constraint.advance(token)
-    llm.reset()
-    llm.eval(prompt + prefix)
+        llm.eval([token])
     logits = np.asarray(llm.scores[llm.n_tokens - 1])
     allowed = constraint.allowed(len(logits))
     assert all(allowed[t] for t in mine + other), "a token the mask did not allow"
