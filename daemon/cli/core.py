@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from daemon import __version__
@@ -27,6 +28,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.system:
         history.append({"role": "system", "content": args.system})
     base: dict[str, Any] = {"model": args.model, "options": common.options(args)}
+    if args.format is not None:
+        base["options"]["format"] = _format(args.format)
     base.update(store=not args.no_store, conversation_id=args.conversation)
     if base["store"] and args.conversation is None:
         vault = client.call("vault.status")
@@ -67,6 +70,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
             history = []  # the daemon keeps the conversation and replays it
         else:
             history.append({"role": "assistant", "content": result["text"]})
+
+
+def _format(value: str) -> Any:
+    """--format: "json", a JSON Schema, or @FILE holding one."""
+    if value == "json":
+        return value
+    source = value
+    if value.startswith("@"):
+        try:
+            source = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidParams(f"--format: cannot read {value[1:]}: {exc.strerror}") from None
+    try:
+        return json.loads(source)
+    except ValueError as exc:
+        raise InvalidParams(
+            f"--format takes json, a JSON Schema or @FILE; this is not JSON ({exc})",
+            field="format",
+        ) from None
 
 
 def _notice(result: dict[str, Any], dropped: int) -> int:
@@ -193,6 +215,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--system", help="a system prompt")
     p.add_argument("--conversation", metavar="ID", help="continue a stored conversation")
     p.add_argument("--no-store", action="store_true", help="leave no trace in the history")
+    p.add_argument(
+        "--format",
+        metavar="json|SCHEMA|@FILE",
+        help="answer in JSON: 'json' (any object), or held to a JSON Schema given inline "
+        "or in a file",
+    )
     common.generation_flags(p)
     p.set_defaults(func=cmd_chat)
 

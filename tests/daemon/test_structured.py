@@ -7,6 +7,9 @@ The full schema × prompt matrix on both engines is tests/daemon/engine/test_str
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -156,3 +159,21 @@ def test_a_structured_answer_that_repeats_is_refused_by_the_loop_guard_not_cut(
          "options": options(format=ZEROS, max_tokens=400, loop_guard=False)},
     )  # fmt: skip
     assert result["json"] == [0] * 60
+
+
+def test_hearth_chat_format_prints_json_that_validates(daemon: Daemon, tmp_path: Path) -> None:
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps(SCHEMAS["flat"]))
+    args = ["chat", "--no-store", "--temperature", "0", "--format", f"@{schema}", ASK[0]["content"]]
+    out = subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        env=daemon.env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    jsonschema.validate(json.loads(out.stdout), SCHEMAS["flat"])
+    bad = subprocess.run(
+        [sys.executable, "-m", "daemon", "chat", "--format", "{type: object}", "hi"],
+        env=daemon.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--format takes json, a JSON Schema or @FILE" in bad.stderr
+    assert "Traceback" not in bad.stderr
