@@ -34,9 +34,7 @@ if TYPE_CHECKING:  # imported where used: the daemon itself needs neither (only 
     from numpy.typing import NDArray
 
 MAX_SCHEMA_BYTES = 64 << 10  # compiling takes up to ~0.2 s at this size: bounded before it runs
-MAX_SCHEMA_DEPTH = (
-    64  # JSON nesting; the checkers recurse (jsonschema would overflow Python's stack)
-)
+MAX_SCHEMA_DEPTH = 64  # JSON nesting: jsonschema's check recurses, and would overflow
 ANY_OBJECT: dict[str, Any] = {"type": "object"}  # what format "json" stands for
 # Compact JSON with the separators models mostly saw in training; no free whitespace.
 _COMPILE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -187,7 +185,7 @@ class Constraint:
                 f"the constraint engine failed: {self.matcher.get_error()[:300]}",
                 reason="constraint",
             )
-        if not self.matcher.is_accepting():
+        if finish == "repetition" or not self.matcher.is_accepting():  # (the guard cut it)
             raise incomplete("context" if finish == "stop" else finish, tokens)
         try:
             value = json.loads(text)
