@@ -63,8 +63,8 @@ class Backend(Protocol):
         """Yield tokens until end-of-generation; the caller stops iterating to stop early.
 
         Reuses the KV cache of the longest prefix shared with the previous prompt. With a
-        ``mask``, every token it does not allow gets a logit of -inf before sampling (and
-        before any penalty), so greedy decoding picks the best allowed token.
+        ``mask``, every token it does not allow gets a logit of -inf before sampling (a
+        penalty cannot bring it back), so greedy decoding picks the best allowed token.
         """
         ...
 
