@@ -127,7 +127,7 @@ class Runner:
         rid = int(cmd["rid"])
         start = time.perf_counter()
         n_ctx = self.backend.context_length()
-        max_tokens = self._max_tokens(cmd, n_ctx)
+        max_tokens = asked = self._max_tokens(cmd, n_ctx)
         try:
             fitted = self.window.fit(
                 cmd["messages"], self._tokens_of, n_ctx, reserve=min(max_tokens, n_ctx // 4)
@@ -215,7 +215,9 @@ class Runner:
         if constraint:
             result["timings"]["constraint_ms"] = round(constraint.seconds * 1000, 2)
             if finish != "cancelled":  # a cancelled answer is partial, and says so
-                result["json"] = constraint.value(answer.text, finish, count)
+                # a limit the context set, not max_tokens, is the context's doing
+                ended = "context" if finish == "length" and count < asked else finish
+                result["json"] = constraint.value(answer.text, ended, count)
         self.emit({"event": "done", "rid": rid, "result": result})
 
     def _tokens_of(self, messages: list[dict[str, str]]) -> list[int]:

@@ -168,3 +168,30 @@ def test_the_last_check_refuses_a_value_the_schema_does_not_allow(
     with pytest.raises(StructuredOutputFailed) as err:
         constraint.value('{"name": "Ann", "age": 340}', "stop", 12)
     assert err.value.data["reason"] == "invalid" and err.value.data["path"] == "$.age"
+
+
+def test_an_answer_the_context_cut_short_says_so_not_max_tokens() -> None:
+    """With the real model, a long question in a 256-token context (llama.cpp's least):
+    60 zeros cannot fit in what is left, and the error names the context (raising
+    max_tokens would not help); a max_tokens that came first says so instead."""
+    import io
+
+    from daemon.engine.runner import Runner, load_backend
+
+    zeros = {"type": "array", "items": {"const": 0}, "minItems": 60, "maxItems": 60}
+    ask = "Sixty zeros, " + "please, " * 70
+    backend = load_backend("llamacpp", default_gguf(), 256)
+    try:
+        for max_tokens, reason in ((400, "context"), (5, "length")):
+            out = io.StringIO()
+            Runner(backend, out).generate_or_report(
+                {"rid": 1, "messages": [{"role": "user", "content": ask}],
+                 "temperature": 0, "max_tokens": max_tokens, "loop_guard": False,
+                 "format": zeros}
+            )  # fmt: skip
+            last = json.loads(out.getvalue().splitlines()[-1])
+            assert last["event"] == "error" and last["kind"] == "structured_output_failed"
+            assert last["data"]["reason"] == reason, last
+            assert last["data"]["tokens"] < 100
+    finally:
+        backend.close()
