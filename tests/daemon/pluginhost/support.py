@@ -130,7 +130,21 @@ def plugin_daemon(config: str = "keep_alive = -1\n", **extra_env: str) -> Iterat
         yield daemon
     finally:
         daemon.stop()
+        _stop_any_other(daemon)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_any_other(daemon: PluginDaemon) -> None:
+    """Stop a daemon a CLI in the test started itself (after the test's own was killed)."""
+    try:
+        with Client.connect(daemon.paths.socket, "test") as c:
+            pid = int(c.call("status")["pid"])
+    except (DaemonUnavailable, OSError):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "it") -> Any:
