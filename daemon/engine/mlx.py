@@ -9,8 +9,10 @@ midway (which is how the runner cancels).
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,8 @@ class MLXBackend:
         self._n_ctx = n_ctx
         self._cache: list[Any] = make_prompt_cache(model)
         self._cached: list[int] = []  # the tokens whose keys and values are in the cache
-        self._generation = 0
+        self._numbers = itertools.count(1)
+        self._active = 0  # the generation that owns the cache: it alone may go on
         # Queue the next step while the caller handles a token: a win on a GPU, but on
         # a CPU the background evaluation competes with the work (~25% slower).
         self._pipeline = mx.default_device().type == mx.DeviceType.gpu
@@ -117,9 +120,23 @@ class MLXBackend:
             )
         return self._generate(list(prompt), sampling)
 
+    def suspend(self) -> Suspended:
+        """Set the generation in progress aside with its cache objects (nothing is copied);
+        the next one starts with an empty cache. Its RNG key, penalty window and next
+        logits are the generator's own and wait in it."""
+        suspended = Suspended(self._cache, self._cached, self._active, self.last_reused_tokens)
+        self._cache, self._cached, self._active = make_prompt_cache(self._model), [], 0
+        return suspended
+
+    def resume(self, suspended: object) -> None:
+        """Give a suspended generation its cache back (the cache of whatever ran meanwhile
+        is dropped: the next prompt will not share much with it)."""
+        assert isinstance(suspended, Suspended)
+        self._cache, self._cached = suspended.cache, suspended.cached
+        self._active, self.last_reused_tokens = suspended.generation, suspended.reused
+
     def _generate(self, prompt: list[int], sampling: Sampling) -> Iterator[Token]:
-        self._generation += 1
-        generation = self._generation
+        generation = self._active = next(self._numbers)
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         key = mx.random.key(seed)
         decoder = self._tokenizer.decoder(prompt)
@@ -127,7 +144,7 @@ class MLXBackend:
         made: list[int] = []  # generated so far: the penalty's window, as llama.cpp's
         try:
             logits = self._prefill(prompt)
-            while generation == self._generation:  # a newer generate() ends this one
+            while generation == self._active:  # a newer generate() ends this one
                 if penalize is not None and made:
                     logits = penalize(mx.array(made[-sampling.repeat_last_n :]), logits[None])[0]
                 key, subkey = mx.random.split(key)
@@ -147,7 +164,7 @@ class MLXBackend:
         except BaseException as exc:
             # At a yield (GeneratorExit: the caller stopped) the cache is consistent;
             # anywhere else it may be half-updated, so it is dropped.
-            if not isinstance(exc, GeneratorExit) and generation == self._generation:
+            if not isinstance(exc, GeneratorExit) and generation == self._active:
                 self._reset()
             raise
 
@@ -184,6 +201,16 @@ class MLXBackend:
         """Forget the cache after an error left it in an unknown state."""
         self._cache = make_prompt_cache(self._model)
         self._cached = []
+
+
+@dataclass
+class Suspended:
+    """A generation set aside (see MLXBackend.suspend)."""
+
+    cache: list[Any]
+    cached: list[int]
+    generation: int
+    reused: int
 
 
 def _penalty(sampling: Sampling) -> Any:

@@ -22,14 +22,20 @@ class StandInRunner:
         self.alive = True
         self.pid = 4242
         self.stopped = False
+        self.exit_code: int | None = None
+        self.rids = 0
 
-    async def generate(self, job: dict[str, Any], on_delta: Callable[[str, int], None]) -> Any:
+    def request(self, job: dict[str, Any]) -> int:
         self.log.append(job["tag"])
+        self.rids += 1
+        return self.rids
+
+    async def follow(self, rid: int, on_delta: Callable[[str, int], None]) -> Any:
         await asyncio.sleep(0.01)
         on_delta("x", 1)
         return {"text": "x", "finish_reason": "stop"}
 
-    def cancel(self) -> None:
+    def cancel(self, rid: int) -> None:
         pass
 
     async def stop(self) -> None:
@@ -140,7 +146,7 @@ def test_unload_during_a_start_cancels_it_and_counts_it() -> None:
 class GoneRunner(StandInRunner):
     """A runner that ends before it says a word about the request."""
 
-    async def generate(self, job: dict[str, Any], on_delta: Callable[[str, int], None]) -> Any:
+    def request(self, job: dict[str, Any]) -> int:
         self.alive = False
         raise RunnerGone("gone before it read the request")
 
