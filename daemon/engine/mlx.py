@@ -78,6 +78,10 @@ class MLXBackend:
     """One loaded model plus the KV cache of the last prompt and reply."""
 
     name = "mlx"
+    # MLX's streams belong to the thread that made them (an array made on one cannot be
+    # evaluated on another: "There is no Stream(cpu, 0) in current thread"), so the
+    # runner computes every MLX request on its main thread, background ones included.
+    thread_bound = True
 
     def __init__(self, model: Module, tokenizer: TextTokenizer, *, n_ctx: int) -> None:
         self._model: Any = model

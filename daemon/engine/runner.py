@@ -110,7 +110,7 @@ class Runner:
             self._on_thread(cmd.get("priority"), rid, lambda: self.generate(cmd))
 
     def _on_thread(self, priority: Any, rid: Any, work: Callable[[], None]) -> None:
-        if priority == "background":
+        if priority == "background" and not getattr(self.backend, "thread_bound", False):
             if self._background is None:
                 self._background = ThreadPoolExecutor(1, "background", lower_this_thread)
             self._background.submit(self._report, rid, work).result()

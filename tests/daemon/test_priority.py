@@ -119,7 +119,7 @@ def run_interrupted(
     done: list[Stream] = []
     for cut in cuts:
         until(lambda cut=cut: bg.tokens >= cut or bg.ended, f"{cut} background tokens", 600)
-        assert bg.ended is None, "the background job ended before it could be interrupted"
+        assert bg.ended is None, f"the background job ended first: {bg.error or bg.result}"
         job = Stream(daemon, "chat", interactive(engine, INTERACTIVE_TOKENS[engine]))
         until(lambda job=job: job.first_delta or job.ended, "the interactive answer", 600)
         if during is not None:
