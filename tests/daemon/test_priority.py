@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from daemon.client import Client
 from daemon.errors import HearthError, RunnerFailed
 from tests.conftest import Daemon
 from tests.daemon.support import until
@@ -141,9 +140,8 @@ def test_a_greedy_background_job_interrupted_three_times_gives_the_uninterrupted
     assert alone["timings"]["pauses"] == 0
     seen: list[dict[str, str]] = []
     same_start(daemon, engine)
-    bg, jobs = run_interrupted(
-        daemon, engine, background(engine, length), CUTS[engine], lambda: seen.append(states(daemon))
-    )
+    during = lambda: seen.append(states(daemon))  # noqa: E731
+    bg, jobs = run_interrupted(daemon, engine, background(engine, length), CUTS[engine], during)
     result = bg.wait()
     assert result["text"] == alone["text"]
     assert "".join(bg.deltas) == result["text"]
@@ -173,9 +171,7 @@ def test_a_sampled_background_job_continues_from_its_own_tokens(
     assert result["text"] == alone["text"]  # same seed, same RNG state across the pause
 
 
-def test_cancel_ends_a_paused_job_at_once_with_its_text_so_far(
-    daemon: Daemon, engine: str
-) -> None:
+def test_cancel_ends_a_paused_job_at_once_with_its_text_so_far(daemon: Daemon, engine: str) -> None:
     bg = Stream(daemon, "chat", background(engine, 2000))
     until(lambda: bg.tokens >= 5, "the background job to start")
     job = Stream(daemon, "chat", interactive(engine, 2000))  # holds the runner
