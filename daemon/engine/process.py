@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from daemon.engine.confinement import RunnerSandbox, runner_env
+from daemon.engine.cpu import BACKGROUND_NICE
 from daemon.errors import (
     ContextTooLong,
     EngineUnavailable,
@@ -84,15 +85,18 @@ class RunnerProcess:
         n_ctx: int,
         log: IO[bytes],
         sandbox: RunnerSandbox | None = None,
+        background_nice: int = BACKGROUND_NICE,
     ) -> RunnerProcess:
         """Start a runner. ``sandbox`` says how it is confined and takes its reports
-        (by default: confined or refused, reports only counted)."""
+        (by default: confined or refused, reports only counted); ``background_nice``:
+        the nice value its background requests compute at."""
         sandbox = sandbox or RunnerSandbox()
         report_fd = sandbox.reports(engine)
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "daemon.engine.runner", engine, str(model),
                 "--n-ctx", str(n_ctx), "--report-fd", str(report_fd), *sandbox.args(),
+                "--background-nice", str(background_nice),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
                 limit=1 << 24, env=runner_env(os.environ), pass_fds=(report_fd,),
             )  # fmt: skip

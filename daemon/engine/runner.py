@@ -50,7 +50,7 @@ from typing import IO, Any
 from daemon.engine.answer import AnswerText
 from daemon.engine.backend import Backend, Sampling
 from daemon.engine.context import ContextWindow
-from daemon.engine.cpu import CpuShare, lower_this_thread
+from daemon.engine.cpu import BACKGROUND_NICE, CpuShare, lower_this_thread
 from daemon.engine.generation import Generation
 from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
@@ -72,7 +72,10 @@ def load_backend(engine: str, path: Path, n_ctx: int) -> Backend:
 
 
 class Runner:
-    def __init__(self, backend: Backend, out: IO[str], cpu: CpuShare | None = None) -> None:
+    def __init__(
+        self, backend: Backend, out: IO[str], cpu: CpuShare | None = None,
+        nice: int = BACKGROUND_NICE,
+    ) -> None:  # fmt: skip
         self.backend = backend
         self.out = out
         # Set by the command reader while a request computes, read at each token boundary.
@@ -84,6 +87,7 @@ class Runner:
         self.cpu = cpu
         self.threads = 0  # what the backend computes with now (0: not set yet)
         self._background: ThreadPoolExecutor | None = None
+        self._nice = nice  # the background thread's
 
     def fit_threads(self) -> None:
         """Compute with the CPUs free now. Engines whose thread count can change between
@@ -112,7 +116,9 @@ class Runner:
     def _on_thread(self, priority: Any, rid: Any, work: Callable[[], None]) -> None:
         if priority == "background" and not getattr(self.backend, "thread_bound", False):
             if self._background is None:
-                self._background = ThreadPoolExecutor(1, "background", lower_this_thread)
+                self._background = ThreadPoolExecutor(
+                    1, "background", lower_this_thread, (self._nice,)
+                )
             self._background.submit(self._report, rid, work).result()
         else:
             self._report(rid, work)
@@ -315,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--report-fd", type=int, help="where socket refusals are reported")
     parser.add_argument("--allow-unconfined", action="store_true", help="run even unconfined")
+    parser.add_argument(
+        "--background-nice", type=int, default=BACKGROUND_NICE, choices=range(20),
+        help="the nice value background requests compute at (Linux)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # anything printed by an engine goes to the log, not the protocol
@@ -334,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if loaded is None:
         return 1
     backend, _hooks = loaded
-    runner = Runner(backend, out, cpu)
+    runner = Runner(backend, out, cpu, args.background_nice)
     runner.emit(
         {
             "event": "ready",
