@@ -1,10 +1,8 @@
 """Interactive first (issue 17), on the real daemon, the real default model and both engines.
 
 A background request is paused at a token boundary while interactive ones run, then
-resumes with exactly the text it would have made uninterrupted. The length of the
-background job is 600 tokens on llama.cpp; MLX on this CPU makes ~3-5 tokens a second,
-so there it is 120 tokens (its pause keeps the cache objects themselves: nothing is
-recomputed or copied, so the length does not change what is tested).
+resumes with exactly the text it would have made uninterrupted: a 600-token greedy job,
+on each engine (MLX on a CPU makes a few tokens a second: minutes, hence the deadlines).
 
 Background requests compute at nice 0 here (config.toml's ``background_nice``): at nice
 19 a shared machine that is never idle gives them ~1.5 % of a core, and 600 tokens took
@@ -30,9 +28,9 @@ from tests.daemon.support import until
 ENGINES = ["llamacpp", "mlx"]
 STORY = [{"role": "user", "content": "Write a very long story about a dragon."}]
 QUESTION = [{"role": "user", "content": "Write a short poem about the sea."}]
-LENGTH = {"llamacpp": 600, "mlx": 120}
+LENGTH = {"llamacpp": 600, "mlx": 600}
 # Token counts of the background job at which an interactive request is sent.
-CUTS = {"llamacpp": (100, 250, 400), "mlx": (20, 50, 80)}
+CUTS = {"llamacpp": (100, 250, 400), "mlx": (100, 250, 400)}
 INTERACTIVE_TOKENS = {"llamacpp": 32, "mlx": 8}
 
 
@@ -143,7 +141,7 @@ def run_interrupted(
     return bg, done
 
 
-@pytest.mark.timeout(1800)  # background work runs at nice 19: slow on a busy machine
+@pytest.mark.timeout(1800)  # MLX on a busy CPU: minutes
 def test_a_greedy_background_job_interrupted_three_times_gives_the_uninterrupted_text(
     daemon: Daemon, engine: str
 ) -> None:
