@@ -212,8 +212,8 @@ def kv_costs() -> None:
     prefill_s = statistics.median(prefill_per_token) / 1000
     print(f"  ({bytes_per_token / 1024:.0f} KB a token; copied out and back at "
           f"{copy_rate / 1e9:.2f} GB/s here)")  # fmt: skip
-    print("\n3B-class models, estimated at 2048 tokens of context (KV at f16; prefill scaled")
-    print("by parameters from the default model's 135 M, which flatters the prefill):")
+    print("\n3B-class models, estimated at 2048 tokens of context (KV at f16; the prefill")
+    print("scaled from the default model's by parameter count: a rough figure):")
     for name, layers, kv_heads, head, params in (
         ("Llama-3.2-3B", 28, 8, 128, 3.2e9),
         ("Qwen2.5-3B", 36, 2, 128, 3.1e9),
