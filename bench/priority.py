@@ -51,7 +51,7 @@ SENTENCES = [
 # Background length and the tokens it makes between two interactive requests: the
 # job must outlast --runs of them (MLX on a CPU makes a few tokens a second).
 LENGTH = {"llamacpp": 1500, "mlx": 300}
-EVERY = {"llamacpp": 120, "mlx": 25}
+EVERY = {"llamacpp": 60, "mlx": 25}
 
 
 class Job:
@@ -138,7 +138,10 @@ def through_daemon(socket: Path, engine: str, runs: int, fifo: bool) -> None:
         mark = bg.tokens + every
         until(lambda mark=mark: bg.tokens >= mark or bg.result is not None)
         if bg.result is not None:
-            raise SystemExit(f"the background job ended after {i} interactive requests")
+            raise SystemExit(
+                f"the background job ended after {i} interactive requests: "
+                f"{bg.result['finish_reason']}, {bg.result['tokens']['completion']} tokens"
+            )
         job = Job(socket, "rewrite", rewrite(engine, i))
         result = job.wait()
         during.append(job.ttft_ms)
@@ -158,8 +161,13 @@ def through_daemon(socket: Path, engine: str, runs: int, fifo: bool) -> None:
           f"tokens/s), {bg_s:.1f} s with {timings['pauses']} pauses "
           f"({timings['paused_ms'] / 1000:.1f} s paused; {timings['tokens_per_s']:.0f} tokens/s "
           f"between them), {same}")  # fmt: skip
-    print(f"    extra {extra:+.1f} s, of which the interactive answers took {answers_s:.1f} s: "
-          f"overhead {extra - answers_s:+.1f} s")  # fmt: skip
+    print(
+        f"    extra {extra:+.1f} s, of which the interactive answers took {answers_s:.1f} s: "
+        f"overhead {extra - answers_s:+.1f} s (the rest is its own pace, which other"
+    )
+    print("    programs change at nice 19); paused beyond the interactive answers: "
+          f"{(timings['paused_ms'] / 1000 - answers_s) / max(timings['pauses'], 1) * 1000:.0f}"
+          " ms a pause")  # fmt: skip
     if fifo:
         bg = Job(socket, "chat", story(engine, length, "interactive"))
         until(lambda: bg.tokens >= every)
