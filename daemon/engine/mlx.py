@@ -125,11 +125,16 @@ class MLXBackend:
         return self._generate(list(prompt), sampling)
 
     def suspend(self) -> Suspended:
-        """Set the generation in progress aside with its cache objects (nothing is copied);
-        the next one starts with an empty cache. Its RNG key, penalty window and next
-        logits are the generator's own and wait in it."""
+        """Set the generation in progress aside with its cache objects; the next one gets
+        a copy of that cache, so it can reuse the prefix it shares (the system prompt,
+        say: without it an interactive request's prefill took twice as long). Its RNG
+        key, penalty window and next logits are the generator's own and wait in it."""
         suspended = Suspended(self._cache, self._cached, self._active, self.last_reused_tokens)
-        self._cache, self._cached, self._active = make_prompt_cache(self._model), [], 0
+        copy = _copy_of(self._model, self._cache)
+        self._cache, self._cached = copy or make_prompt_cache(self._model), []
+        if copy is not None:
+            self._cached = list(suspended.cached)
+        self._active = 0
         return suspended
 
     def resume(self, suspended: object) -> None:
@@ -205,6 +210,24 @@ class MLXBackend:
         """Forget the cache after an error left it in an unknown state."""
         self._cache = make_prompt_cache(self._model)
         self._cached = []
+
+
+def _copy_of(model: Any, cache: list[Any]) -> list[Any] | None:
+    """A cache with the same keys and values that shares no array object with ``cache``:
+    KVCache writes into its arrays in place (``keys[..., i:j, :] = …``), but a write to
+    a slice of them makes new data, as MLX never writes into a buffer another array
+    holds. None for other kinds of cache (rotating, quantized…): the next request then
+    starts empty."""
+    from mlx_lm.models.cache import KVCache
+
+    if not all(type(c) is KVCache for c in cache):
+        return None
+    copy = make_prompt_cache(model)
+    for new, old in zip(copy, cache, strict=True):
+        if old.keys is not None and type(new) is KVCache:
+            n = old.offset
+            new.keys, new.values, new.offset = old.keys[..., :n, :], old.values[..., :n, :], n
+    return copy
 
 
 @dataclass
