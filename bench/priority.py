@@ -12,7 +12,7 @@ Then, in this process on llama.cpp: what a pause costs against re-prefilling, pe
 context length (KV cells copied out and back, as the runner does, against evaluating
 the prompt plus the text so far), and the same estimated for 3B-class models from the
 bytes and the parameters (no 3B model on a machine without a model hub). MLX keeps its
-cache objects across a pause: nothing is copied or recomputed.
+cache objects across a pause: nothing is recomputed.
 
     .venv/bin/python bench/priority.py [--engine llamacpp mlx] [--runs 5] [--fifo]
                                        [--no-kv]
@@ -166,9 +166,9 @@ def through_daemon(socket: Path, engine: str, runs: int, fifo: bool) -> None:
           f"between them), {same}")  # fmt: skip
     print(
         f"    extra {extra:+.1f} s, of which the interactive answers took {answers_s:.1f} s: "
-        f"overhead {extra - answers_s:+.1f} s (the rest is its own pace, which other"
+        f"overhead {extra - answers_s:+.1f} s (the rest is its own pace: at nice 19"
     )
-    print("    programs change at nice 19); paused beyond the interactive answers: "
+    print("    on llama.cpp, others come first); paused beyond the interactive answers: "
           f"{(timings['paused_ms'] / 1000 - answers_s) / max(timings['pauses'], 1) * 1000:.0f}"
           " ms a pause")  # fmt: skip
     if fifo:
