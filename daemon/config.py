@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 ENGINES = ("auto", "llamacpp", "mlx")
-RANGES = [("max_tokens", 1, 1 << 20), ("repeat_penalty", 1, 2), ("repeat_last_n", 0, 4096)]
+RANGES = [
+    ("max_tokens", 1, 1 << 20), ("repeat_penalty", 1, 2), ("repeat_last_n", 0, 4096),
+    ("background_nice", 0, 19),
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class Config:
     # Run models even where the kernel cannot keep their runner off the network. Off:
     # such a runner refuses to start (see daemon.engine.sandbox).
     allow_unconfined_runners: bool = False
+    # The nice value background requests compute at (Linux): 19 lets every other program
+    # go first; less lets background work progress on a machine that is never idle.
+    background_nice: int = 19
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -84,6 +90,7 @@ _KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
     "repeat_last_n": (int, "a whole number of tokens"),
     "memory_low_mb": ((int, float), "a number of megabytes"),
     "allow_unconfined_runners": (bool, "true or false"),
+    "background_nice": (int, "a whole number from 0 to 19"),
 }
 
 

@@ -131,7 +131,9 @@ async def serve(paths: Paths, config: Config, listener: Listener) -> None:
             n_ctx=config.n_ctx,
             log_file=runner_log,
             memory=(memory := MemoryGuard(config.memory_low_mb)),
-            spawn=functools.partial(RunnerProcess.start, sandbox=sandbox),
+            spawn=functools.partial(
+                RunnerProcess.start, sandbox=sandbox, background_nice=config.background_nice
+            ),
         )
         registry = Registry(paths.models, config.default_model)
         app = App(paths, config, registry, scheduler, runner_log, memory=memory, sandbox=sandbox)

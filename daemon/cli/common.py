@@ -29,6 +29,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         opts["stop"] = args.stop
     if getattr(args, "no_loop_guard", False):
         opts["loop_guard"] = False
+    if getattr(args, "background", False):
+        opts["priority"] = "background"
     return opts
 
 
@@ -106,6 +108,11 @@ def generation_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         dest="no_loop_guard",
         help="let an answer repeat itself (the guard ends one that cycles)",
+    )
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="low priority: interactive requests (the tray, the hotkey) pause this one",
     )
     p.add_argument("--seed", type=int, help="seed for reproducible sampling")
     p.add_argument("--stop", action="append", help="stop at this string (repeatable)")

@@ -160,6 +160,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = ", ".join(f"{r['model']} ({r['engine']}, pid {r['pid']})" for r in status["runners"])
     print(f"loaded   {loaded or 'nothing'}")
     print(f"queue    {status['queue']} waiting")
+    for r in status.get("requests", []):
+        print(f"         {r['state']:<8} {r['priority']:<11} {r['model']} ({r['engine']}), "
+              f"{r['tokens']} tokens, for {r['for_s']:.1f} s")  # fmt: skip
     vault = status.get("vault") or {}
     reason = f" ({vault['reason']})" if vault.get("reason") else ""
     print(f"vault    {vault.get('state', '?')}{reason}")

@@ -2,7 +2,9 @@
 
 A backend lives inside a runner subprocess, never in the daemon. It turns prompt
 tokens into a stream of generated tokens; the runner around it owns chat templates,
-stop strings, max tokens and cancellation, so every engine behaves the same.
+stop strings, max tokens and cancellation, so every engine behaves the same. A
+generation can be set aside between two tokens and resumed later, unchanged, so that
+an interactive request need not wait for background work (issue 17).
 """
 
 from __future__ import annotations
@@ -71,6 +73,18 @@ class Backend(Protocol):
     def grammar_tokenizer(self) -> LLTokenizer:
         """The vocabulary (every token's bytes, the end-of-generation tokens) for the
         constraint engine. Slow to build (~1 s): the runner builds it once, when needed."""
+        ...
+
+    def suspend(self) -> object:
+        """Set the generation in progress aside (its KV cache and sampler state) so that
+        other generations can run; returns it for ``resume``. Call it between tokens,
+        with the generation's iterator not closed."""
+        ...
+
+    def resume(self, suspended: object) -> None:
+        """Bring back a generation ``suspend`` set aside: its iterator then goes on with
+        exactly the tokens it would have made had it never stopped. Whatever ran
+        meanwhile leaves no trace in it (its KV cache may be given up)."""
         ...
 
     def close(self) -> None: ...

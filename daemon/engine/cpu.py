@@ -131,9 +131,10 @@ PRIORITIES = ("interactive", "background")
 BACKGROUND_NICE = 19
 
 
-def lower_this_thread() -> bool:
+def lower_this_thread(nice: int = BACKGROUND_NICE) -> bool:
     """Give the calling thread, and the threads it starts later (llama.cpp's OpenMP
-    team inherits it), the lowest priority: nice 19. Linux only, where nice is per thread
+    team inherits it), the lowest priority: nice 19 (config.toml's ``background_nice``
+    may ask for less). Linux only, where nice is per thread
     (elsewhere it is per process, and lowering the whole runner would slow the user's own
     requests); False if not done.
 
@@ -145,7 +146,7 @@ def lower_this_thread() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except OSError:
         return False
     return True

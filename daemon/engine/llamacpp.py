@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import codecs
+import ctypes
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from daemon.engine.backend import Mask, Sampling, Token
 from daemon.engine.cpu import omp_environment, usable_cpus
@@ -92,6 +95,37 @@ class LlamaCppBackend:
         finally:
             stream.close()
 
+    def suspend(self) -> Suspended:
+        """Copy the sequence's KV cells out, and keep what ``Llama`` holds of the generation
+        between tokens: its token ids and its sampler chain (the penalty's window of
+        generated tokens, the sampling RNG). The generator itself waits at its ``yield``,
+        before evaluating the token it gave last."""
+        llm, lib = self.llm, self._lib
+        size = lib.llama_state_seq_get_size(llm.ctx, 0)
+        kv = (ctypes.c_uint8 * size)()
+        written = lib.llama_state_seq_get_data(llm.ctx, kv, size, 0)
+        if written != size:
+            raise RuntimeError(f"llama.cpp saved {written} of {size} bytes of the KV cache")
+        n = llm.n_tokens
+        return Suspended(
+            kv, size, n, llm.input_ids[:n].copy(), llm._sampler, self.last_reused_tokens
+        )
+
+    def resume(self, suspended: object) -> None:
+        """Put a suspended generation's KV cells back, where they were: restored bytes give
+        the same logits bit for bit, where a re-prefill of its tokens computes them in
+        batches and may flip a greedy near-tie (docs/benchmarks.md)."""
+        assert isinstance(suspended, Suspended)
+        llm, lib, s = self.llm, self._lib, suspended
+        lib.llama_memory_clear(lib.llama_get_memory(llm.ctx), False)  # cells only: no memset
+        if s.size and lib.llama_state_seq_set_data(llm.ctx, s.kv, s.size, 0) != s.size:
+            llm.n_tokens = 0  # the cache holds nothing we know: the next prompt starts afresh
+            raise RuntimeError("llama.cpp could not restore a paused request's KV cache")
+        llm.input_ids[: s.n_tokens] = s.input_ids
+        llm.n_tokens = s.n_tokens
+        llm._sampler = s.sampler
+        self.last_reused_tokens = s.reused
+
     def close(self) -> None:
         self.llm.close()
 
@@ -104,6 +138,19 @@ def _masking(mask: Mask) -> Any:
         return np.where(mask(len(logits)), logits, -np.inf)
 
     return apply
+
+
+@dataclass
+class Suspended:
+    """A generation set aside (see LlamaCppBackend.suspend): ~23 KB a token for the
+    default model, 2 × layers × KV heads × head size × 2 bytes."""
+
+    kv: ctypes.Array[ctypes.c_uint8]
+    size: int
+    n_tokens: int
+    input_ids: NDArray[np.intc]
+    sampler: Any  # llama_cpp's LlamaSampler, kept alive with its state
+    reused: int
 
 
 def _common_prefix(a: object, b: list[int]) -> int:

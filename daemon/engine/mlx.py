@@ -9,8 +9,10 @@ midway (which is how the runner cancels).
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +81,10 @@ class MLXBackend:
     """One loaded model plus the KV cache of the last prompt and reply."""
 
     name = "mlx"
+    # MLX's streams belong to the thread that made them (an array made on one cannot be
+    # evaluated on another: "There is no Stream(cpu, 0) in current thread"), so the
+    # runner computes every MLX request on its main thread, background ones included.
+    thread_bound = True
 
     def __init__(self, model: Module, tokenizer: TextTokenizer, *, n_ctx: int) -> None:
         self._model: Any = model
@@ -86,7 +92,8 @@ class MLXBackend:
         self._n_ctx = n_ctx
         self._cache: list[Any] = make_prompt_cache(model)
         self._cached: list[int] = []  # the tokens whose keys and values are in the cache
-        self._generation = 0
+        self._numbers = itertools.count(1)
+        self._active = 0  # the generation that owns the cache: it alone may go on
         # Queue the next step while the caller handles a token: a win on a GPU, but on
         # a CPU the background evaluation competes with the work (~25% slower).
         self._pipeline = mx.default_device().type == mx.DeviceType.gpu
@@ -127,11 +134,30 @@ class MLXBackend:
             )
         return self._generate(list(prompt), sampling, mask)
 
+    def suspend(self) -> Suspended:
+        """Set the generation in progress aside with its cache objects; the next one gets
+        a copy of that cache, so it can reuse the prefix it shares (the system prompt,
+        say: without it an interactive request's prefill took twice as long). Its RNG
+        key, penalty window and next logits are the generator's own and wait in it."""
+        suspended = Suspended(self._cache, self._cached, self._active, self.last_reused_tokens)
+        copy = _copy_of(self._model, self._cache)
+        self._cache, self._cached = copy or make_prompt_cache(self._model), []
+        if copy is not None:
+            self._cached = list(suspended.cached)
+        self._active = 0
+        return suspended
+
+    def resume(self, suspended: object) -> None:
+        """Give a suspended generation its cache back (the cache of whatever ran meanwhile
+        is dropped: the next prompt will not share much with it)."""
+        assert isinstance(suspended, Suspended)
+        self._cache, self._cached = suspended.cache, suspended.cached
+        self._active, self.last_reused_tokens = suspended.generation, suspended.reused
+
     def _generate(
         self, prompt: list[int], sampling: Sampling, mask: Mask | None
     ) -> Iterator[Token]:
-        self._generation += 1
-        generation = self._generation
+        generation = self._active = next(self._numbers)
         seed = sampling.seed if sampling.seed is not None else secrets.randbits(63)
         key = mx.random.key(seed)
         decoder = self._tokenizer.decoder(prompt)
@@ -139,7 +165,7 @@ class MLXBackend:
         made: list[int] = []  # generated so far: the penalty's window, as llama.cpp's
         try:
             logits = self._prefill(prompt)
-            while generation == self._generation:  # a newer generate() ends this one
+            while generation == self._active:  # a newer generate() ends this one
                 if penalize is not None and made:
                     logits = penalize(mx.array(made[-sampling.repeat_last_n :]), logits[None])[0]
                 if mask is not None:
@@ -162,7 +188,7 @@ class MLXBackend:
         except BaseException as exc:
             # At a yield (GeneratorExit: the caller stopped) the cache is consistent;
             # anywhere else it may be half-updated, so it is dropped.
-            if not isinstance(exc, GeneratorExit) and generation == self._generation:
+            if not isinstance(exc, GeneratorExit) and generation == self._active:
                 self._reset()
             raise
 
@@ -199,6 +225,34 @@ class MLXBackend:
         """Forget the cache after an error left it in an unknown state."""
         self._cache = make_prompt_cache(self._model)
         self._cached = []
+
+
+def _copy_of(model: Any, cache: list[Any]) -> list[Any] | None:
+    """A cache with the same keys and values that shares no array object with ``cache``:
+    KVCache writes into its arrays in place (``keys[..., i:j, :] = …``), but a write to
+    a slice of them makes new data, as MLX never writes into a buffer another array
+    holds. None for other kinds of cache (rotating, quantized…): the next request then
+    starts empty."""
+    from mlx_lm.models.cache import KVCache
+
+    if not all(type(c) is KVCache for c in cache):
+        return None
+    copy = make_prompt_cache(model)
+    for new, old in zip(copy, cache, strict=True):
+        if old.keys is not None and type(new) is KVCache:
+            n = old.offset
+            new.keys, new.values, new.offset = old.keys[..., :n, :], old.values[..., :n, :], n
+    return copy
+
+
+@dataclass
+class Suspended:
+    """A generation set aside (see MLXBackend.suspend)."""
+
+    cache: list[Any]
+    cached: list[int]
+    generation: int
+    reused: int
 
 
 def _penalty(sampling: Sampling) -> Any:

@@ -10,18 +10,24 @@ original stdout (fd 1 is pointed at stderr so library chatter cannot corrupt the
           "bound": {"text": "...", "ratio": 1.5, "extra": 32},   (a rewrite's length bound)
           "format": {JSON Schema}}                                (engine/structured.py)
          {"op": "cancel", "rid": 7}
+         {"op": "pause", "rid": 7}    {"op": "resume", "rid": 7}
     out: {"event": "ready", "engine": "llamacpp", "context_length": 4096, "pid": 123,
           "isolation": {"netns": true, "seccomp": true, "confined": true, ...}}
          {"event": "error", "kind": "unconfined", "message": "..."}   (instead of ready)
          {"event": "error", "kind": "invalid_model", "message": "..."}   (could not load; also
           engine_unavailable, with the engine's own words)
-         {"event": "delta", "rid": 7, "text": "Hel"}
+         {"event": "delta", "rid": 7, "text": "Hel", "tokens": 1}
+         {"event": "paused", "rid": 7, "tokens": 212}
          {"event": "done", "rid": 7, "result": {...}}
          {"event": "error", "rid": 7, "kind": "context_too_long", "message": "...",
           "data": {"tokens": 5000, "context": 4096, "cut": 968}}
 
-One request runs at a time; a cancel is read by a thread while tokens are produced,
-so generation stops within one token. Each request computes with the CPUs free at the
+One request computes at a time; cancel and pause are read by a thread while tokens are
+produced, so they take effect within one token. A paused request stops between two
+tokens and is set aside whole (engine/generation.py: its KV cache through
+Backend.suspend, its sampler, its answer so far) until `resume` (its deltas then go on)
+or `cancel` (it ends at once, `finish_reason: "cancelled"`, with its text so far, even
+while another request computes). Each request computes with the CPUs free at the
 time, re-checked as it goes (engine/cpu.py); a ``background`` one runs on a thread of
 its own at nice 19, so the user's own programs come first.
 """
@@ -36,6 +42,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
@@ -44,7 +51,8 @@ from typing import IO, TYPE_CHECKING, Any
 from daemon.engine.answer import AnswerText
 from daemon.engine.backend import Backend, Sampling
 from daemon.engine.context import ContextWindow
-from daemon.engine.cpu import CpuShare, lower_this_thread
+from daemon.engine.cpu import BACKGROUND_NICE, CpuShare, lower_this_thread
+from daemon.engine.generation import Generation
 from daemon.engine.loops import LoopGuard
 from daemon.engine.prompt import render
 from daemon.engine.structured import Constraint
@@ -69,15 +77,22 @@ def load_backend(engine: str, path: Path, n_ctx: int) -> Backend:
 
 
 class Runner:
-    def __init__(self, backend: Backend, out: IO[str], cpu: CpuShare | None = None) -> None:
+    def __init__(
+        self, backend: Backend, out: IO[str], cpu: CpuShare | None = None,
+        nice: int = BACKGROUND_NICE,
+    ) -> None:  # fmt: skip
         self.backend = backend
         self.out = out
+        # Set by the command reader while a request computes, read at each token boundary.
         self.cancelled: set[int] = set()
+        self.pausing: set[int] = set()
+        self.paused: dict[int, Generation] = {}  # set aside; popped by resume or cancel
         self.lock = threading.Lock()
         self.window = ContextWindow()  # which turns fit; remembers its last cut
         self.cpu = cpu
         self.threads = 0  # what the backend computes with now (0: not set yet)
         self._background: ThreadPoolExecutor | None = None
+        self._nice = nice  # the background thread's
         self._grammar_tokenizer: LLTokenizer | None = None  # built by the first format
 
     def grammar_tokenizer(self) -> LLTokenizer:
@@ -97,24 +112,38 @@ class Runner:
             self.threads = n
 
     def serve(self, cmd: dict[str, Any]) -> None:
-        """One command: a background request on the background thread, waited for."""
-        if cmd.get("priority") == "background":
-            if self._background is None:
-                self._background = ThreadPoolExecutor(1, "background", lower_this_thread)
-            self._background.submit(self.generate_or_report, cmd).result()
+        """One command from the queue: a generation to start or to resume. A background
+        one computes on the background thread; either way it is waited for (until it
+        ends or is paused), so one generation computes at a time."""
+        rid = cmd.get("rid")
+        if cmd.get("op") == "resume":
+            gen = self.paused.pop(int(rid or 0), None)
+            if gen is None:  # cancelled while paused: it has ended already
+                return
+            self._on_thread(gen.priority, rid, lambda: self.run(gen))
         else:
-            self.generate_or_report(cmd)
+            self._on_thread(cmd.get("priority"), rid, lambda: self.generate(cmd))
 
-    def generate_or_report(self, cmd: dict[str, Any]) -> None:
+    def _on_thread(self, priority: Any, rid: Any, work: Callable[[], None]) -> None:
+        if priority == "background" and not getattr(self.backend, "thread_bound", False):
+            if self._background is None:
+                self._background = ThreadPoolExecutor(
+                    1, "background", lower_this_thread, (self._nice,)
+                )
+            self._background.submit(self._report, rid, work).result()
+        else:
+            self._report(rid, work)
+
+    def _report(self, rid: Any, work: Callable[[], None]) -> None:
         try:
-            self.generate(cmd)
+            work()
         except HearthError as exc:  # a typed refusal: a format the vocabulary cannot hold…
-            self.cancelled.discard(int(cmd.get("rid") or 0))
-            self.emit({"event": "error", "rid": cmd.get("rid"), "kind": exc.kind,
+            self.cancelled.discard(int(rid or 0))
+            self.emit({"event": "error", "rid": rid, "kind": exc.kind,
                        "message": exc.message, "data": exc.data})  # fmt: skip
         except Exception as exc:  # report, keep serving: one bad request is not a crash
             self.emit(
-                {"event": "error", "rid": cmd.get("rid"), "kind": "runner_failed",
+                {"event": "error", "rid": rid, "kind": "runner_failed",
                  "message": f"{type(exc).__name__}: {exc}"}
             )  # fmt: skip
 
@@ -137,7 +166,6 @@ class Runner:
                        "data": exc.data})  # fmt: skip
             return
         prompt = fitted.tokens
-        max_tokens = min(max_tokens, n_ctx - len(prompt))
         sampling = Sampling(
             temperature=float(cmd.get("temperature", Sampling.temperature)),
             top_p=float(cmd.get("top_p", Sampling.top_p)),
@@ -154,30 +182,49 @@ class Runner:
             [] if constraint else cmd.get("stop") or [],
             LoopGuard() if cmd.get("loop_guard", True) else None,
         )
-        self.fit_threads()
-        finish, count, first = "stop", 0, None
-        pending, sent = "", 0.0  # text not yet sent, and when the last delta went
-        tokens = (
-            self.backend.generate(prompt, sampling, constraint.allowed)
-            if constraint
-            else self.backend.generate(prompt, sampling)
+        gen = Generation(
+            rid=rid,
+            priority=str(cmd.get("priority", "interactive")),
+            prompt=prompt,
+            context=fitted.report(n_ctx),
+            max_tokens=min(max_tokens, n_ctx - len(prompt)),
+            asked=asked,
+            answer=answer,
+            tokens=(
+                self.backend.generate(prompt, sampling, constraint.allowed)
+                if constraint
+                else self.backend.generate(prompt, sampling)
+            ),
+            constraint=constraint,
+            start=start,
         )
-        for token in tokens:
+        self.run(gen)
+
+    def run(self, gen: Generation) -> None:
+        """Step a generation until it ends, or until a pause asks it to stop between two
+        tokens: then its state is set aside (``paused``) for a later resume."""
+        if gen.suspended is not None:
+            self.backend.resume(gen.suspended)
+            gen.suspended = None
+            gen.paused_s += time.perf_counter() - gen.paused_at
+        self.fit_threads()
+        finish, rid, answer, constraint = "stop", gen.rid, gen.answer, gen.constraint
+        for token in gen.tokens:
             now = time.perf_counter()
-            if first is None:
-                first = now
-            count += 1
+            if gen.first is None:
+                gen.first = now
+                gen.reused = int(getattr(self.backend, "last_reused_tokens", 0))
+            gen.count += 1
             self.fit_threads()  # another program may have started or stopped
-            pending += answer.feed(token)
+            gen.pending += answer.feed(token)
             closed = False
             if constraint:
                 constraint.advance(token.id)
                 closed = constraint.complete  # the JSON closed and nothing may follow it
             # Fast engines make a token every few ms: one delta per DELTA_EVERY_S carries
             # them all, sparing the cores they share a line's work per token.
-            if pending and (now - sent >= DELTA_EVERY_S or answer.finish or closed):
-                self.emit({"event": "delta", "rid": rid, "text": pending, "tokens": count})
-                pending, sent = "", now
+            if gen.pending and (now - gen.sent >= DELTA_EVERY_S or answer.finish or closed):
+                self._delta(gen, gen.take_pending(now))
             if answer.finish:
                 finish = answer.finish
                 break
@@ -186,39 +233,48 @@ class Runner:
             if rid in self.cancelled:
                 finish = "cancelled"
                 break
-            if count >= max_tokens:
+            if gen.count >= gen.max_tokens:
                 finish = "length"
                 break
-        tail = pending + answer.flush()
+            if rid in self.pausing:
+                self._pause(gen)
+                return
+        self.finish(gen, finish)
+
+    def _pause(self, gen: Generation) -> None:
+        """Set a generation aside: what it released goes out first, so the deltas sent
+        are the text so far; what the answer holds back waits in it."""
+        now = time.perf_counter()
+        if gen.pending:
+            self._delta(gen, gen.take_pending(now))
+        gen.suspended = self.backend.suspend()
+        gen.paused_at, gen.pauses = now, gen.pauses + 1
+        self.pausing.discard(gen.rid)
+        self.paused[gen.rid] = gen  # before the event: a cancel that follows it finds it
+        self.emit({"event": "paused", "rid": gen.rid, "tokens": gen.count})
+
+    def finish(self, gen: Generation, finish: str) -> None:
+        tail = gen.pending + gen.answer.flush()
         if tail:
-            self.emit({"event": "delta", "rid": rid, "text": tail, "tokens": count})
-        end = time.perf_counter()
-        first = first or end
-        self.cancelled.discard(rid)
-        result: dict[str, Any] = {
-            "text": answer.text,
-            "finish_reason": finish,
-            "tokens": {"prompt": len(prompt), "completion": count},
-            "timings": {
-                "ttft_ms": round((first - start) * 1000, 2),
-                "tokens_per_s": round((count - 1) / (end - first), 2)
-                if count > 1 and end > first
-                else 0.0,
-                "total_ms": round((end - start) * 1000, 2),
-                "threads": self.threads or None,
-            },
-            "cached_tokens": int(getattr(self.backend, "last_reused_tokens", 0)),
-            "context": fitted.report(n_ctx),
-        }
-        if answer.loop is not None:
-            result["repetition"] = {"period": answer.loop.period, "cut": answer.loop.repeated}
-        if constraint:
-            result["timings"]["constraint_ms"] = round(constraint.seconds * 1000, 2)
-            if finish != "cancelled":  # a cancelled answer is partial, and says so
-                # a limit the context set, not max_tokens, is the context's doing
-                ended = "context" if finish == "length" and count < asked else finish
-                result["json"] = constraint.value(answer.text, ended, count)
-        self.emit({"event": "done", "rid": rid, "result": result})
+            self._delta(gen, tail)
+        self.cancelled.discard(gen.rid)
+        self.pausing.discard(gen.rid)
+        self.emit(
+            {"event": "done", "rid": gen.rid, "result": gen.result(finish, self.threads or None)}
+        )
+
+    def cancel(self, rid: int) -> None:
+        """From the command reader: a computing request stops at its next token; a paused
+        one ends now, with its text so far (its saved state is dropped)."""
+        self.cancelled.add(rid)
+        gen = self.paused.pop(rid, None)
+        if gen is not None:  # nothing computes it: end it here, whatever else runs
+            gen.paused_s += time.perf_counter() - gen.paused_at
+            gen.suspended = None
+            self.finish(gen, "cancelled")
+
+    def _delta(self, gen: Generation, text: str) -> None:
+        self.emit({"event": "delta", "rid": gen.rid, "text": text, "tokens": gen.count})
 
     def _tokens_of(self, messages: list[dict[str, str]]) -> list[int]:
         text = render(self.backend.chat_template(), messages, self.backend.special_tokens())
@@ -235,13 +291,17 @@ class Runner:
 
 
 def _read_commands(runner: Runner, jobs: Queue[dict[str, Any] | None]) -> None:
+    """Cancel and pause take effect while a request computes; the rest queue up."""
     for line in sys.stdin:
         try:
             cmd = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if cmd.get("op") == "cancel":
-            runner.cancelled.add(int(cmd["rid"]))
+        op = cmd.get("op")
+        if op == "cancel":
+            runner.cancel(int(cmd["rid"]))
+        elif op == "pause":
+            runner.pausing.add(int(cmd["rid"]))
         else:
             jobs.put(cmd)
     jobs.put(None)  # the daemon closed our stdin: exit
@@ -294,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--report-fd", type=int, help="where socket refusals are reported")
     parser.add_argument("--allow-unconfined", action="store_true", help="run even unconfined")
+    parser.add_argument(
+        "--background-nice", type=int, default=BACKGROUND_NICE, choices=range(20),
+        help="the nice value background requests compute at (Linux)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # anything printed by an engine goes to the log, not the protocol
@@ -313,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if loaded is None:
         return 1
     backend, _hooks = loaded
-    runner = Runner(backend, out, cpu)
+    runner = Runner(backend, out, cpu, args.background_nice)
     runner.emit(
         {
             "event": "ready",

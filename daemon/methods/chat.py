@@ -44,7 +44,13 @@ async def generate(
     async def submit(found: tuple[ModelInfo, str]) -> tuple[ModelInfo, str, Job]:
         model, engine = found
         job = await app.scheduler.submit(
-            model.name, engine, Path(model.path), call.client, job_params, on_delta
+            model.name,
+            engine,
+            Path(model.path),
+            call.client,
+            job_params,
+            on_delta,
+            label=call.id,
         )
         return model, engine, job
 

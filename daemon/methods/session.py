@@ -43,6 +43,7 @@ async def status(call: Call, params: dict[str, Any]) -> dict[str, Any]:
         "models_loaded": sorted({r["model"] for r in runners}),
         "runners": runners,
         "queue": app.scheduler.queue_depth(),
+        "requests": app.scheduler.requests(),
         "uptime_s": round(time.time() - app.started, 1),
         "keep_alive_s": app.config.keep_alive,
         # Never waits: the vault and the audit log may still wait on the OS keychain.

@@ -45,9 +45,10 @@ _calls = itertools.count(1)
 
 
 def background(options: dict[str, Any]) -> dict[str, Any]:
-    """Plugin model calls run at background priority: interactive requests (chat,
-    rewrite) go first. The one place a plugin call's scheduling options are set."""
-    return {**options}
+    """Plugin model calls run at background priority, whatever they ask: a person's chat
+    or rewrite goes first, pausing them (issue 17), and a plugin cannot make the hotkey
+    wait. The one place a plugin call's scheduling options are set."""
+    return {**options, "priority": "background"}
 
 
 def caller(plugin_id: str) -> str:

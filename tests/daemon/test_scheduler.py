@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from daemon.engine.process import RunnerGone
+from daemon.engine.process import Paused, RunnerGone
 from daemon.engine.scheduler import Scheduler
 from daemon.errors import RunnerFailed
 
@@ -22,14 +22,20 @@ class StandInRunner:
         self.alive = True
         self.pid = 4242
         self.stopped = False
+        self.exit_code: int | None = None
+        self.rids = 0
 
-    async def generate(self, job: dict[str, Any], on_delta: Callable[[str, int], None]) -> Any:
+    def request(self, job: dict[str, Any]) -> int:
         self.log.append(job["tag"])
+        self.rids += 1
+        return self.rids
+
+    async def follow(self, rid: int, on_delta: Callable[[str, int], None]) -> Any:
         await asyncio.sleep(0.01)
         on_delta("x", 1)
         return {"text": "x", "finish_reason": "stop"}
 
-    def cancel(self) -> None:
+    def cancel(self, rid: int) -> None:
         pass
 
     async def stop(self) -> None:
@@ -140,7 +146,7 @@ def test_unload_during_a_start_cancels_it_and_counts_it() -> None:
 class GoneRunner(StandInRunner):
     """A runner that ends before it says a word about the request."""
 
-    async def generate(self, job: dict[str, Any], on_delta: Callable[[str, int], None]) -> Any:
+    def request(self, job: dict[str, Any]) -> int:
         self.alive = False
         raise RunnerGone("gone before it read the request")
 
@@ -165,3 +171,75 @@ def test_a_request_no_runner_read_is_retried_once_on_a_fresh_runner() -> None:
     assert (result["finish_reason"], runners) == ("stop", 2)
     error, runners = asyncio.run(scenario([GoneRunner, GoneRunner, StandInRunner]))
     assert isinstance(error, RunnerFailed) and runners == 2  # once only
+
+
+class PausingRunner(StandInRunner):
+    """Makes ``job["tokens"]`` tokens, one every 10 ms, and pauses between two when asked."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(log)
+        self.left: dict[int, int] = {}
+        self.made: dict[int, int] = {}
+        self.pausing: set[int] = set()
+
+    def request(self, job: dict[str, Any]) -> int:
+        rid = super().request(job)
+        self.left[rid], self.made[rid] = int(job.get("tokens", 1)), 0
+        return rid
+
+    async def follow(self, rid: int, on_delta: Callable[[str, int], None]) -> Any:
+        while self.left[rid]:
+            await asyncio.sleep(0.01)
+            self.left[rid] -= 1
+            self.made[rid] += 1
+            on_delta("x", self.made[rid])
+            if rid in self.pausing and self.left[rid]:
+                self.pausing.discard(rid)
+                return Paused(self.made[rid])
+        return {"text": "x" * self.made[rid], "finish_reason": "stop"}
+
+    def pause(self, rid: int) -> None:
+        self.pausing.add(rid)
+
+    def resume(self, rid: int) -> bool:
+        return True
+
+
+def steady_stream(starve_after_s: float) -> tuple[int, int]:
+    """A background job of 100 tokens under 40 interactive requests of 5 tokens, one
+    always waiting: (background tokens made, interactive requests served before it ended)."""
+
+    async def scenario() -> tuple[int, int]:
+        made: list[StandInRunner] = []
+
+        async def spawn(engine: str, path: Path, n_ctx: int, out: IO[bytes]) -> Any:
+            made.append(PausingRunner([]))
+            return made[-1]
+
+        s = Scheduler(keep_alive=-1, queue_size=64, n_ctx=512, log_file=None, spawn=spawn)  # type: ignore[arg-type]
+        s.starve_after_s, s.turn_s = starve_after_s, 0.1
+        tokens = [0]
+        on_bg = lambda _, n: tokens.__setitem__(0, n)  # noqa: E731
+        bg_params = {"tag": "bg", "tokens": 100, "priority": "background"}
+        bg = await s.submit("m", "llamacpp", Path("m"), 1, bg_params, on_bg)
+        await asyncio.sleep(0.05)  # under way
+        served = 0
+        while served < 40 and not bg.future.done():
+            job = await s.submit("m", "llamacpp", Path("m"), 2, {"tag": "i", "tokens": 5},
+                                 lambda t, n: None)  # fmt: skip
+            await s.submit("m", "llamacpp", Path("m"), 3, {"tag": "i", "tokens": 5},
+                           lambda t, n: None)  # fmt: skip
+            await job.future
+            served += 1
+        await s.unload("m")
+        return tokens[0], served
+
+    return asyncio.run(scenario())
+
+
+def test_background_work_progresses_under_a_steady_stream_of_interactive_requests() -> None:
+    starved, served = steady_stream(starve_after_s=1e9)  # no bound: it waits throughout
+    assert served == 40 and starved < 10, (starved, served)
+    # A 0.1 s turn after every 0.2 s of interactive work: it ends, interactive work went on.
+    progressed, served = steady_stream(starve_after_s=0.2)
+    assert progressed == 100 and served >= 10, (progressed, served)

@@ -87,8 +87,10 @@ def test_a_preset_goes_to_the_remote_model_only_when_it_says_route_remote(
 
 
 @pytest.mark.parametrize(
-    "text", ['engine = "gpu"', "keep_alive = 'x'", "nonsense = 1", "[[presets]]\nname = 1", "= ="]
-)
+    "text",
+    ['engine = "gpu"', "keep_alive = 'x'", "nonsense = 1", "[[presets]]\nname = 1", "= =",
+     "background_nice = 20", "background_nice = -1"],
+)  # fmt: skip
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "config.toml"
     path.write_text(text)

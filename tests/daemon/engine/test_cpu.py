@@ -4,6 +4,7 @@ background requests run at nice 19."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from daemon.engine.cpu import BACKGROUND_NICE, CpuShare, read_busy, threads_for, usable_cpus
 from daemon.errors import InvalidParams
-from tests.conftest import Daemon
+from tests.conftest import Daemon, make_home, start_daemon
 
 
 def test_threads_are_the_cpus_others_leave_free_and_never_fewer_than_one() -> None:
@@ -112,6 +113,19 @@ def test_background_requests_run_on_a_nice_19_thread_and_interactive_ones_do_not
         assert BACKGROUND_NICE in nices  # the background thread, kept for the next one
         assert nices[0] == 0  # the main thread, which serves interactive requests
         assert chat(client, max_tokens=8)["text"] == result["text"]  # same answer
+
+
+def test_background_nice_in_config_sets_how_far_background_requests_step_aside() -> None:
+    home = make_home("background_nice = 7\n")
+    daemon = start_daemon(home)
+    try:
+        with daemon.client() as client:
+            chat(client, priority="background", max_tokens=2)
+            nices = runner_nices(client)
+        assert 7 in nices and BACKGROUND_NICE not in nices and nices[0] == 0
+    finally:
+        daemon.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_an_unknown_priority_is_refused_naming_the_two_there_are(daemon: Daemon) -> None:
