@@ -184,7 +184,7 @@ def test_an_answer_the_context_cut_short_says_so_not_max_tokens() -> None:
     try:
         for max_tokens, reason in ((400, "context"), (5, "length")):
             out = io.StringIO()
-            Runner(backend, out).generate_or_report(
+            Runner(backend, out).serve(
                 {"rid": 1, "messages": [{"role": "user", "content": ask}],
                  "temperature": 0, "max_tokens": max_tokens, "loop_guard": False,
                  "format": zeros}
@@ -193,5 +193,43 @@ def test_an_answer_the_context_cut_short_says_so_not_max_tokens() -> None:
             assert last["event"] == "error" and last["kind"] == "structured_output_failed"
             assert last["data"]["reason"] == reason, last
             assert last["data"]["tokens"] < 100
+    finally:
+        backend.close()
+
+
+def test_a_structured_answer_paused_for_other_work_resumes_with_its_matcher() -> None:
+    """A background answer held to a schema, set aside after its first token while
+    another (plain) answer runs, ends with the same JSON as when it runs uninterrupted:
+    the format's matcher is part of what a pause keeps (engine/generation.py)."""
+    import io
+
+    from daemon.engine.runner import Runner, load_backend
+
+    ask = {"rid": 1, "messages": [{"role": "user", "content": "Ann is 34. Who is she?"}],
+           "temperature": 0, "max_tokens": 60, "format": PERSON,
+           "priority": "background"}  # fmt: skip
+    other = {"rid": 2, "messages": [{"role": "user", "content": "Say hello."}],
+             "temperature": 0, "max_tokens": 20}  # fmt: skip
+    backend = load_backend("llamacpp", default_gguf(), 1024)
+    try:
+        alone = io.StringIO()
+        Runner(backend, alone).serve(ask)
+        expected = json.loads(alone.getvalue().splitlines()[-1])
+        assert expected["event"] == "done", expected
+
+        out = io.StringIO()
+        runner = Runner(backend, out)
+        runner.pausing.add(1)  # as the command reader does when interactive work arrives
+        runner.serve(ask)
+        assert 1 in runner.paused
+        runner.serve(other)
+        runner.serve({"op": "resume", "rid": 1})
+        events = [json.loads(line) for line in out.getvalue().splitlines()]
+        order = [(e["event"], e.get("rid")) for e in events if e["event"] != "delta"]
+        assert order == [("paused", 1), ("done", 2), ("done", 1)], order
+        done = events[-1]
+        assert done["result"]["json"] == expected["result"]["json"]
+        assert done["result"]["text"] == expected["result"]["text"]
+        assert done["result"]["timings"]["pauses"] == 1
     finally:
         backend.close()
