@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QPlainTextEdit,
     QPushButton,
     QRadioButton,
     QTabWidget,
@@ -36,6 +35,7 @@ from daemon.errors import HearthError
 from gui import icons
 from gui.connection import DaemonConnection, Reply
 from gui.hotkeys import DEFAULTS, PRESET_PREFIX, HotkeyService
+from gui.presets_tab import PresetsTab
 from gui.widgets import Banner, Tone, emphasize, follow_palette
 
 KEEP_ALIVE = [("Unload at once", 0), ("1 minute", 60), ("5 minutes", 300),
@@ -46,30 +46,6 @@ HOTKEYS = [("rewrite", "Rewrite the selected text"), ("open_chat", "Open the cha
 MODES = [("offline", "Offline: nothing leaves this computer"),
          ("allow-listed", "Only the hosts below"),
          ("ask", "Ask each time (refused until Hearth can ask)")]  # fmt: skip
-
-
-class PresetDialog(QDialog):
-    """Name and instruction of one preset of the user's own."""
-
-    def __init__(self, parent: QWidget, name: str = "", instruction: str = "") -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Edit preset" if name else "New preset")
-        form = QFormLayout(self)
-        self.name = QLineEdit(name, self)
-        self.name.setAccessibleName("Preset name")
-        self.name.setPlaceholderText("e.g. pirate")
-        self.instruction = QPlainTextEdit(instruction, self)
-        self.instruction.setAccessibleName("Instruction")
-        self.instruction.setPlaceholderText("e.g. Rewrite this text as a pirate would say it.")
-        self.instruction.setMinimumSize(380, 100)
-        form.addRow("Name", self.name)
-        form.addRow("Instruction", self.instruction)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
 
 
 class SettingsWindow(QDialog):
@@ -85,8 +61,6 @@ class SettingsWindow(QDialog):
         self.setWindowTitle("Hearth Settings")
         self.setWindowIcon(icons.app_icon())
         self.resize(620, 520)
-        self.presets: list[dict[str, Any]] = []
-        self.preset_dialog: PresetDialog | None = None
         self.pending = 0  # requests not answered yet (tests wait for 0)
         layout = QVBoxLayout(self)
         self.banner = Banner(self)
@@ -94,7 +68,8 @@ class SettingsWindow(QDialog):
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self._model_tab(), "Model")
         self.tabs.addTab(self._history_tab(), "History")
-        self.tabs.addTab(self._presets_tab(), "Rewrite presets")
+        self.presets_tab = PresetsTab(self._call, self)
+        self.tabs.addTab(self.presets_tab, "Rewrite presets")
         self.tabs.addTab(self._hotkeys_tab(), "Hotkeys")
         self.tabs.addTab(self._network_tab(), "Network")
         layout.addWidget(self.tabs, 1)
@@ -166,35 +141,6 @@ class SettingsWindow(QDialog):
             lambda on: self._call("settings.set", {"key": "keep_history", "value": on})
         )
         self.retention.activated.connect(self._set_retention)
-        return tab
-
-    def _presets_tab(self) -> QWidget:
-        tab = QWidget()
-        layout = QVBoxLayout(tab)
-        intro = QLabel("Built-in presets are shown in grey; add your own for the rewrite menu.")
-        intro.setWordWrap(True)
-        self.preset_list = QListWidget(tab)
-        self.preset_list.setAccessibleName("Rewrite presets")
-        row = QHBoxLayout()
-        self.add_preset_button = QPushButton("Add…", tab)
-        self.edit_preset_button = QPushButton("Edit…", tab)
-        self.remove_preset_button = QPushButton("Remove", tab)
-        for button, name in ((self.add_preset_button, "Add a preset"),
-                             (self.edit_preset_button, "Edit the preset"),
-                             (self.remove_preset_button, "Remove the preset")):  # fmt: skip
-            button.setAccessibleName(name)
-            row.addWidget(button)
-        row.addStretch(1)
-        layout.addWidget(intro)
-        layout.addWidget(self.preset_list, 1)
-        layout.addLayout(row)
-        self.add_preset_button.clicked.connect(lambda: self._edit_preset(None))
-        self.edit_preset_button.clicked.connect(lambda: self._edit_preset(self._chosen_preset()))
-        self.preset_list.itemDoubleClicked.connect(
-            lambda _: self._edit_preset(self._chosen_preset())
-        )
-        self.remove_preset_button.clicked.connect(self._remove_preset)
-        self.preset_list.currentItemChanged.connect(lambda *_: self._preset_buttons())
         return tab
 
     def _hotkeys_tab(self) -> QWidget:
@@ -333,7 +279,7 @@ class SettingsWindow(QDialog):
         for action, edit in self.hotkey_edits.items():
             edit.setKeySequence(QKeySequence(hotkeys.get(action, "")))
         self._show_hotkey_status()
-        self._show_presets(result)
+        self.presets_tab.show_presets(result)
         self._select_default_model()
 
     def _show_models(self, result: dict[str, Any]) -> None:
@@ -362,22 +308,6 @@ class SettingsWindow(QDialog):
         self.history_note.setText(
             "Deleting is permanent: a deleted conversation's key is destroyed."
         )
-
-    def _show_presets(self, result: dict[str, Any]) -> None:
-        self.presets = result["presets"]
-        chosen = self._chosen_preset()
-        self.preset_list.clear()
-        for preset in self.presets:
-            builtin = preset.get("source") == "builtin"
-            item = QListWidgetItem(f"{preset['name']} — {preset['instruction']}")
-            item.setData(Qt.ItemDataRole.UserRole, preset["name"])
-            if builtin:
-                item.setForeground(self.palette().color(self.palette().ColorRole.PlaceholderText))
-                item.setToolTip("Built in: cannot be edited")
-            self.preset_list.addItem(item)
-            if chosen and preset["name"] == chosen["name"]:
-                self.preset_list.setCurrentItem(item)
-        self._preset_buttons()
 
     def _show_network(self, status: dict[str, Any]) -> None:
         button = self.mode_buttons.get(status.get("mode", ""))
@@ -444,50 +374,6 @@ class SettingsWindow(QDialog):
                 keys[action] = sequence
         reply = self._call("prefs.set", {"key": "hotkeys", "value": keys})
         reply.finished.connect(lambda r: self.hotkeys_saved.emit(r["value"]))
-
-    def _chosen_preset(self) -> dict[str, Any] | None:
-        item = self.preset_list.currentItem()
-        if item is None:
-            return None
-        name = item.data(Qt.ItemDataRole.UserRole)
-        return next((p for p in self.presets if p["name"] == name), None)
-
-    def _preset_buttons(self) -> None:
-        chosen = self._chosen_preset()
-        mine = chosen is not None and chosen.get("source") != "builtin"
-        self.edit_preset_button.setEnabled(mine)
-        self.remove_preset_button.setEnabled(mine)
-
-    def _edit_preset(self, preset: dict[str, Any] | None) -> None:
-        if preset is not None and preset.get("source") == "builtin":
-            return
-        name = preset["name"] if preset else ""
-        dialog = PresetDialog(self, name, preset["instruction"] if preset else "")
-
-        def save() -> None:
-            new_name = dialog.name.text().strip()
-            instruction = dialog.instruction.toPlainText().strip()
-            if preset is None:
-                params = {"name": new_name, "instruction": instruction}
-                reply = self._call("rewrite.presets.add", params)
-            else:
-                params = {"name": name, "new_name": new_name, "instruction": instruction}
-                reply = self._call("rewrite.presets.update", params)
-            reply.finished.connect(self._show_presets_list)
-
-        dialog.accepted.connect(save)
-        self.preset_dialog = dialog
-        dialog.open()
-
-    def _show_presets_list(self, result: dict[str, Any]) -> None:
-        self._show_presets(result)
-
-    def _remove_preset(self) -> None:
-        chosen = self._chosen_preset()
-        if chosen is None or chosen.get("source") == "builtin":
-            return
-        reply = self._call("rewrite.presets.remove", {"name": chosen["name"]})
-        reply.finished.connect(self._show_presets_list)
 
     def _host(self, method: str) -> None:
         host = self.host_edit.text().strip()

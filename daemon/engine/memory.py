@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from daemon.errors import NotEnoughMemory
 
 if TYPE_CHECKING:
-    from daemon.engine.scheduler import Scheduler, Slot
+    from daemon.engine.jobs import Slot
+    from daemon.engine.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Config
+from daemon.engine.jobs import Job
 from daemon.engine.registry import ModelInfo
-from daemon.engine.scheduler import Job
 from daemon.engine.structured import check_schema
 from daemon.errors import InvalidParams
 from daemon.methods import history

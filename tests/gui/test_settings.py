@@ -24,7 +24,7 @@ def open_settings(qtbot: QtBot, conn: DaemonConnection) -> SettingsWindow:
     qtbot.addWidget(win)
     win.show()
     settle(qtbot, win)
-    qtbot.waitUntil(lambda: win.model_box.count() > 0 and win.preset_list.count() > 0)
+    qtbot.waitUntil(lambda: win.model_box.count() > 0 and win.presets_tab.preset_list.count() > 0)
     return win
 
 
@@ -78,25 +78,25 @@ def test_custom_presets_are_added_edited_and_removed(
 ) -> None:
     win = open_settings(qtbot, connect(fresh_daemon))
     win.tabs.setCurrentIndex(2)
-    builtin = win.preset_list.item(0)
-    win.preset_list.setCurrentItem(builtin)
-    assert not win.edit_preset_button.isEnabled()  # built-in presets are read-only
+    builtin = win.presets_tab.preset_list.item(0)
+    win.presets_tab.preset_list.setCurrentItem(builtin)
+    assert not win.presets_tab.edit_preset_button.isEnabled()  # built-in presets are read-only
 
-    win.add_preset_button.click()
-    dialog = win.preset_dialog
+    win.presets_tab.add_preset_button.click()
+    dialog = win.presets_tab.preset_dialog
     assert dialog is not None and dialog.isVisible()
     dialog.name.setText("pirate")
     dialog.instruction.setPlainText("Rewrite this text as a pirate would say it.")
     dialog.accept()
     settle(qtbot, win)
-    qtbot.waitUntil(lambda: any(p["name"] == "pirate" for p in win.presets))
+    qtbot.waitUntil(lambda: any(p["name"] == "pirate" for p in win.presets_tab.presets))
     screenshot(win, "settings-presets")
 
-    item = win.preset_list.findItems("pirate", Qt.MatchFlag.MatchStartsWith)[0]
-    win.preset_list.setCurrentItem(item)
-    assert win.edit_preset_button.isEnabled()
-    win.edit_preset_button.click()
-    dialog = win.preset_dialog
+    item = win.presets_tab.preset_list.findItems("pirate", Qt.MatchFlag.MatchStartsWith)[0]
+    win.presets_tab.preset_list.setCurrentItem(item)
+    assert win.presets_tab.edit_preset_button.isEnabled()
+    win.presets_tab.edit_preset_button.click()
+    dialog = win.presets_tab.preset_dialog
     assert dialog is not None and dialog.name.text() == "pirate"
     dialog.name.setText("pirate-speak")
     dialog.instruction.setPlainText("Talk like a pirate.")
@@ -107,9 +107,9 @@ def test_custom_presets_are_added_edited_and_removed(
     assert presets.get("pirate-speak") == "Talk like a pirate." and "pirate" not in presets
     assert "Talk like a pirate." in Path(fresh_daemon.paths.config_file).read_text()
 
-    item = win.preset_list.findItems("pirate-speak", Qt.MatchFlag.MatchStartsWith)[0]
-    win.preset_list.setCurrentItem(item)
-    win.remove_preset_button.click()
+    item = win.presets_tab.preset_list.findItems("pirate-speak", Qt.MatchFlag.MatchStartsWith)[0]
+    win.presets_tab.preset_list.setCurrentItem(item)
+    win.presets_tab.remove_preset_button.click()
     settle(qtbot, win)
     with fresh_daemon.client() as c:
         names = [p["name"] for p in c.call("rewrite.presets")["presets"]]
@@ -120,11 +120,11 @@ def test_a_refused_change_is_explained_and_the_real_value_shown(
     qtbot: QtBot, fresh_daemon: Daemon, connect: Connect
 ) -> None:
     win = open_settings(qtbot, connect(fresh_daemon))
-    win.add_preset_button.click()
-    assert win.preset_dialog is not None
-    win.preset_dialog.name.setText("proofread")  # a built-in name
-    win.preset_dialog.instruction.setPlainText("x")
-    win.preset_dialog.accept()
+    win.presets_tab.add_preset_button.click()
+    assert win.presets_tab.preset_dialog is not None
+    win.presets_tab.preset_dialog.name.setText("proofread")  # a built-in name
+    win.presets_tab.preset_dialog.instruction.setPlainText("x")
+    win.presets_tab.preset_dialog.accept()
     settle(qtbot, win)
     assert "exists already" in win.banner.text()
 
