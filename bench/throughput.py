@@ -39,6 +39,7 @@ from daemon.paths import Paths
 
 PROMPT = [{"role": "user", "content": "Write a long, detailed story about a lighthouse keeper."}]
 N_CTX = 4096
+PAUSE_S = 1.0  # between runs
 
 
 def rates(t0: float, first: float, end: float, n: int) -> tuple[float, float]:
@@ -239,11 +240,18 @@ def main() -> None:
             "raw": [], "hearth": [], "server": [], "raw_plain": []
         }  # fmt: skip
         for _ in range(args.runs):
+            # Each run starts on an idle machine: the runner's CPU sampler (it looks back
+            # 0.25-0.5 s) would count the previous run's CPU as another program's and
+            # start with one thread (bench/desktop.py pauses the same way).
+            time.sleep(PAUSE_S)
             llm.reset()  # raw recomputes its prompt like the others' first request would
             results["raw"].append(run_raw(llm, tokens, args.tokens, penalty))
+            time.sleep(PAUSE_S)
             results["hearth"].append(run_hearth(client, args.tokens))
             if server:
+                time.sleep(PAUSE_S)
                 results["server"].append(run_server(server[1], prompt_text, args.tokens))
+            time.sleep(PAUSE_S)
             llm.reset()
             results["raw_plain"].append(run_raw(llm, tokens, args.tokens, 1.0))
         print(f"\nSmolLM2-135M Q4_1, {args.tokens} new tokens, greedy, {args.runs} runs each "
